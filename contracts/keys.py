@@ -1,0 +1,37 @@
+"""Redis key names and Celery task names, in one place so every service agrees."""
+
+PREFIX = "recycle"
+
+# Celery task that merges one proposal and evaluates it (evaluator.worker_task).
+MERGE_AND_EVALUATE_TASK = "recycle.merge_and_evaluate"
+# Queue the proposer sends trials to and workers consume.
+TRIALS_QUEUE = "recycle.trials"
+
+
+def pool(pool_id: str) -> str:
+    return f"{PREFIX}:pool:{pool_id}"
+
+
+def pools_index() -> str:
+    return f"{PREFIX}:pools"
+
+
+def search(search_id: str) -> str:
+    return f"{PREFIX}:search:{search_id}"
+
+
+def searches_index() -> str:
+    return f"{PREFIX}:searches"
+
+
+def proposals(search_id: str) -> str:
+    return f"{PREFIX}:search:{search_id}:proposals"
+
+
+def results(search_id: str) -> str:
+    return f"{PREFIX}:search:{search_id}:results"
+
+
+def results_stream() -> str:
+    """Stream of trial ids whose results were recorded; the proposer tails it."""
+    return f"{PREFIX}:results"

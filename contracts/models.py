@@ -1,0 +1,222 @@
+"""Pydantic models for pools, searches, proposals and trial results.
+
+All models are frozen and reject unknown fields, so a typo in a user's search
+file or a malformed task payload fails loudly at the boundary instead of being
+silently ignored deep inside a worker.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Names end up in Redis keys, file names and metric labels: keep them tame.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Direction(str, Enum):
+    minimize = "minimize"
+    maximize = "maximize"
+
+    @property
+    def sign(self) -> float:
+        """Multiplier that turns a score into a loss (lower is better)."""
+        return 1.0 if self is Direction.minimize else -1.0
+
+
+class Objective(Frozen):
+    name: str = Field(pattern=NAME_PATTERN)
+    direction: Direction
+
+
+class CheckpointRef(Frozen):
+    name: str = Field(pattern=NAME_PATTERN)
+    # An HF-style directory (config.json + model*.safetensors) or one .safetensors file.
+    path: str = Field(min_length=1, max_length=4096)
+
+
+class PoolSpec(Frozen):
+    name: str = Field(pattern=NAME_PATTERN)
+    checkpoints: tuple[CheckpointRef, ...] = Field(min_length=1, max_length=256)
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _unique_names(cls, checkpoints: tuple[CheckpointRef, ...]) -> tuple[CheckpointRef, ...]:
+        names = [c.name for c in checkpoints]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"checkpoint names must be unique, repeated: {', '.join(duplicates)}")
+        return checkpoints
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.checkpoints]
+
+
+class MergeSpec(Frozen):
+    method: str = Field(default="linear", pattern=NAME_PATTERN)
+    # True: weights are clipped at zero and renormalized to sum to 1 (the paper's simplex).
+    # False: weights are used as given (task arithmetic when `base` is set).
+    normalize: bool = True
+    # Task arithmetic: merged = base + sum_i w_i * (x_i - base). Names a pool checkpoint.
+    base: str | None = Field(default=None, pattern=NAME_PATTERN)
+    # bf16/fp16 pools are summed in fp32 unless told otherwise; output keeps the pool dtype.
+    accumulate: Literal["float32", "pool"] = "float32"
+
+    @model_validator(mode="after")
+    def _base_means_unnormalized(self) -> "MergeSpec":
+        if self.base is not None and self.normalize:
+            raise ValueError("task arithmetic against a base uses unnormalized weights: set normalize: false")
+        return self
+
+
+TaskKind = Literal["lm_loss", "multiple_choice"]
+
+
+class TaskSpec(Frozen):
+    """One evaluation task; each task is one objective of the search."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    kind: TaskKind
+    # JSONL. lm_loss: one document per line, {"text": ...}.
+    # multiple_choice: {"context": ..., "choices": [...], "answer": index}.
+    path: str = Field(min_length=1, max_length=4096)
+    # Documents are split (never windows) by a seeded hash into search and report splits.
+    report_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
+    split_seed: int = 0
+    # How many windows / questions of each split are evaluated per trial (the same ones
+    # every trial, so trials are compared on identical data).
+    max_items: int = Field(default=64, ge=1, le=100_000)
+    seq_len: int = Field(default=256, ge=8, le=32_768)
+    batch_size: int = Field(default=8, ge=1, le=4096)
+
+    @property
+    def direction(self) -> Direction:
+        return Direction.minimize if self.kind == "lm_loss" else Direction.maximize
+
+    @property
+    def objective(self) -> Objective:
+        return Objective(name=self.name, direction=self.direction)
+
+
+StrategyName = Literal["tpe", "cmaes", "random"]
+
+
+class SearchSpec(Frozen):
+    pool: PoolSpec
+    tasks: tuple[TaskSpec, ...] = Field(min_length=1, max_length=32)
+    strategy: StrategyName = "tpe"
+    # Total trials, baselines included.
+    budget: int = Field(default=48, ge=1, le=100_000)
+    # Proposals kept in flight; the proposer asks for a new one as each result returns.
+    concurrency: int = Field(default=2, ge=1, le=1024)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    merge: MergeSpec = MergeSpec()
+    # Evaluate every single checkpoint, the uniform soup and a greedy soup first.
+    baselines: bool = True
+    # A trial running longer than this is marked failed.
+    trial_timeout_s: float = Field(default=1800.0, gt=0, le=7 * 24 * 3600)
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_tasks(cls, tasks: tuple[TaskSpec, ...]) -> tuple[TaskSpec, ...]:
+        names = [t.name for t in tasks]
+        if len(set(names)) != len(names):
+            raise ValueError("task names must be unique")
+        return tasks
+
+    @model_validator(mode="after")
+    def _base_in_pool(self) -> "SearchSpec":
+        if self.merge.base is not None and self.merge.base not in self.pool.names:
+            raise ValueError(f"merge base {self.merge.base!r} is not a checkpoint of the pool")
+        return self
+
+    @property
+    def objectives(self) -> list[Objective]:
+        return [t.objective for t in self.tasks]
+
+
+def _check_finite(values: tuple[float, ...] | dict[str, float], what: str):
+    items = values.values() if isinstance(values, dict) else values
+    if any(not math.isfinite(v) for v in items):
+        raise ValueError(f"{what} must be finite numbers")
+    return values
+
+
+class Proposal(Frozen):
+    search_id: str = Field(pattern=NAME_PATTERN)
+    # Unique per search and stable: the idempotency key of the trial's result.
+    trial_id: str = Field(min_length=1, max_length=160)
+    number: int = Field(ge=0)
+    weights: tuple[float, ...] = Field(min_length=1, max_length=256)
+    # Who proposed it: "single:<checkpoint>", "uniform", "greedy", or a strategy name.
+    source: str = Field(min_length=1, max_length=128)
+
+    @field_validator("weights")
+    @classmethod
+    def _finite(cls, weights: tuple[float, ...]) -> tuple[float, ...]:
+        return _check_finite(weights, "weights")
+
+    @staticmethod
+    def make_trial_id(search_id: str, number: int) -> str:
+        return f"{search_id}-t{number:06d}"
+
+
+class TrialStatus(str, Enum):
+    ok = "ok"
+    failed = "failed"
+
+
+class TrialResult(Frozen):
+    proposal: Proposal
+    status: TrialStatus
+    # Search split: what the strategy sees. One score per objective (task name).
+    scores: dict[str, float] = Field(default_factory=dict)
+    # Report split: held out, never shown to the strategy.
+    report: dict[str, float] = Field(default_factory=dict)
+    error: str | None = Field(default=None, max_length=4000)
+    merge_seconds: float = Field(default=0.0, ge=0)
+    eval_seconds: float = Field(default=0.0, ge=0)
+    total_seconds: float = Field(default=0.0, ge=0)
+    worker: str = ""
+    finished_at: float = 0.0
+
+    @field_validator("scores", "report")
+    @classmethod
+    def _finite(cls, scores: dict[str, float]) -> dict[str, float]:
+        return _check_finite(scores, "scores")
+
+    @model_validator(mode="after")
+    def _ok_has_scores_failed_has_reason(self) -> "TrialResult":
+        if self.status is TrialStatus.ok and not self.scores:
+            raise ValueError("an ok trial carries its scores")
+        if self.status is TrialStatus.failed and not self.error:
+            raise ValueError("a failed trial carries the reason")
+        return self
+
+    @property
+    def trial_id(self) -> str:
+        return self.proposal.trial_id
+
+    @property
+    def search_id(self) -> str:
+        return self.proposal.search_id
+
+
+class SearchStatus(str, Enum):
+    running = "running"
+    paused = "paused"
+    cancelled = "cancelled"
+    completed = "completed"
+    failed = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (SearchStatus.cancelled, SearchStatus.completed, SearchStatus.failed)

@@ -1,0 +1,1 @@
+"""recycle's composition root: settings, the embedded runtime, reports and the CLI."""

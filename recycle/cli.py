@@ -1,0 +1,193 @@
+"""The `recycle` command: merge, run, demo (and the services, as they land)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from contracts import CheckpointRef, MergeSpec, PoolSpec, SearchSpec
+from evaluator.data import TaskDataError
+from merger import CheckpointPool, PoolError, WeightsError, export_merge
+from recycle import report
+from recycle.runtime import run_search
+from recycle.settings import Settings
+
+console = Console()
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for: printed without a traceback, exit 2."""
+
+
+def torch_dtype(name: str | None):
+    if name is None:
+        return None
+    import torch
+
+    if name not in DTYPES:
+        raise UsageError(f"unknown dtype {name!r}; choose one of {', '.join(sorted(DTYPES))}")
+    return getattr(torch, DTYPES[name])
+
+
+def checkpoint_name(path: str, taken: set[str]) -> str:
+    """A pool name from a path (its folder or file stem), made unique."""
+    stem = Path(path.rstrip("/")).name.removesuffix(".safetensors") or "checkpoint"
+    name = "".join(c if c.isalnum() or c in "_.-" else "-" for c in stem)[:60] or "checkpoint"
+    candidate, suffix = name, 2
+    while candidate in taken:
+        candidate, suffix = f"{name}-{suffix}", suffix + 1
+    taken.add(candidate)
+    return candidate
+
+
+def command_merge(args) -> int:
+    taken: set[str] = set()
+    pool_spec = PoolSpec(
+        name="cli", checkpoints=[CheckpointRef(name=checkpoint_name(p, taken), path=str(Path(p).resolve())) for p in args.checkpoints]
+    )
+    merge = MergeSpec(normalize=not args.no_normalize, base=pool_spec.checkpoints[args.base].name if args.base is not None else None)
+    pool = CheckpointPool.open(pool_spec)
+    out = export_merge(pool, merge, args.weights, Path(args.out), dtype=torch_dtype(args.dtype))
+    console.print(f"merged {len(pool.names)} checkpoints into {out}")
+    return 0
+
+
+def load_search_file(path: Path) -> SearchSpec:
+    """Read a search YAML; relative checkpoint and task paths are relative to the file."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise UsageError(f"cannot read {path}: {error}") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"{path}: expected a mapping with pool, tasks, strategy, budget, ...")
+    base = path.resolve().parent
+    for checkpoint in (raw.get("pool") or {}).get("checkpoints") or []:
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get("path"), str):
+            checkpoint["path"] = str(base / checkpoint["path"])
+    for task in raw.get("tasks") or []:
+        if isinstance(task, dict) and isinstance(task.get("path"), str):
+            task["path"] = str(base / task["path"])
+    return SearchSpec.model_validate(raw)
+
+
+def run_and_report(spec: SearchSpec, out_dir: Path, workers: int | None, device: str, export_best: bool = True) -> int:
+    search_id = out_dir.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "search.json").write_text(spec.model_dump_json(indent=2))
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"), console=console,
+    ) as progress:
+        bar = progress.add_task(f"search {search_id}", total=spec.budget, status="opening the pool")
+
+        def on_result(driver, result):
+            summary = driver.summary()
+            best = summary.get("best") or {}
+            status = f"best macro {best.get('macro_search', float('nan')):.4f}  hypervolume {summary.get('hypervolume') or 0:.4f}"
+            progress.update(bar, completed=summary["done"] + summary["failed"], status=status)
+
+        driver = run_search(spec, search_id, out_dir / "trials.jsonl", workers=workers, device=device, on_result=on_result)
+    elapsed = time.perf_counter() - started
+    results = driver.store.results(search_id)
+    summary = driver.summary()
+    summary["seconds"] = elapsed
+    report.print_front(results, spec.objectives, spec.pool.names, console)
+    comparison = report.compare(results, spec.objectives)
+    if comparison:
+        report.print_comparison(comparison, spec.pool.names, console)
+        summary["held_out"] = {
+            "best_single": comparison.report_macro(comparison.best_single),
+            "uniform": comparison.report_macro(comparison.uniform),
+            "greedy": comparison.report_macro(comparison.greedy),
+            "best_merge": comparison.report_macro(comparison.best_merge),
+            "best_merge_trial": comparison.best_merge.trial_id,
+            "margin_over_best_single": comparison.margin_over_best_single,
+        }
+    plot = report.plot_front(results, spec.objectives, out_dir / "front.png")
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    console.print(f"{len(results)} trials in {elapsed:.0f} s; trials: {out_dir / 'trials.jsonl'}; plot: {plot}")
+    if export_best and comparison:
+        best = comparison.best_merge
+        pool = CheckpointPool.open(spec.pool)
+        export_dir = out_dir / "best-merge"
+        if not export_dir.exists():
+            export_merge(pool, spec.merge, list(best.proposal.weights), export_dir,
+                         metadata={"search_id": search_id, "trial_id": best.trial_id, "scores": best.scores, "report": best.report})
+        console.print(f"best merge exported to {export_dir}")
+    return 0
+
+
+def command_run(args) -> int:
+    spec = load_search_file(Path(args.search))
+    out = Path(args.out) if args.out else Settings().data_dir / "runs" / time.strftime("search-%Y%m%d-%H%M%S")
+    return run_and_report(spec, out, args.workers, args.device or Settings().resolved_device())
+
+
+def command_demo(args) -> int:
+    from recycle.demo_pool import build_demo_pool
+
+    settings = Settings()
+    console.print("[bold]recycle demo[/]: building (or reusing) the demo checkpoint pool")
+    demo = build_demo_pool(settings.data_dir / "demo", seed=args.seed, log=console.print)
+    spec = SearchSpec(pool=demo.pool, tasks=demo.tasks, strategy=args.strategy, budget=args.budget,
+                      concurrency=args.workers, seed=args.seed)
+    out = Path(args.out) if args.out else settings.data_dir / "runs" / time.strftime(f"demo-{args.strategy}-%Y%m%d-%H%M%S")
+    return run_and_report(spec, out, args.workers, args.device or settings.resolved_device())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recycle", description="Search linear merges of a checkpoint pool.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    merge = commands.add_parser("merge", help="merge checkpoints with given weights into an HF directory")
+    merge.add_argument("checkpoints", nargs="+", help="HF checkpoint directories or .safetensors files")
+    merge.add_argument("--weights", nargs="+", type=float, required=True, help="one weight per checkpoint")
+    merge.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    merge.add_argument("--dtype", help="output dtype: float32, bfloat16, float16 (default: the pool's)")
+    merge.add_argument("--no-normalize", action="store_true", help="use weights as given instead of normalizing to sum 1")
+    merge.add_argument("--base", type=int, help="index of the base checkpoint for task arithmetic (implies --no-normalize)")
+    merge.set_defaults(handler=command_merge)
+
+    run = commands.add_parser("run", help="run a search described by a YAML file, in this process")
+    run.add_argument("search", help="search YAML: pool, tasks, strategy, budget, concurrency, seed, merge")
+    run.add_argument("--out", help="run directory (default: .cache/runs/search-<time>)")
+    run.add_argument("--workers", type=int, help="evaluation threads (default: min(concurrency, cores))")
+    run.add_argument("--device", help="cpu, cuda, cuda:N (default: settings)")
+    run.set_defaults(handler=command_run)
+
+    demo = commands.add_parser("demo", help="build the demo pool (once) and run a search on it")
+    demo.add_argument("--strategy", default="tpe", choices=["tpe", "cmaes", "random"])
+    demo.add_argument("--budget", type=int, default=48)
+    demo.add_argument("--workers", type=int, default=2)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out")
+    demo.add_argument("--device")
+    demo.set_defaults(handler=command_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "base", None) is not None:
+        args.no_normalize = True
+    try:
+        return args.handler(args)
+    except ValidationError as error:
+        console.print(f"[red]error:[/] invalid input:\n{error}")
+    except (UsageError, PoolError, WeightsError, TaskDataError, FileExistsError) as error:
+        console.print(f"[red]error:[/] {error}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The embedded runtime: proposer, evaluators and store in one process.
+
+The same SearchDriver the distributed proposer uses hands out proposals; a
+small thread pool evaluates them (torch releases the GIL inside its kernels),
+each thread with its own resident model. A new proposal is asked for the
+moment any trial returns, so no worker waits for a generation to finish.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from contracts import SearchSpec, SearchStatus, TrialResult
+from evaluator import Evaluator
+from proposer import MemoryStore, SearchDriver, SearchStore
+
+
+class EvaluatorPool:
+    """Evaluators (each with its own resident model) lent to one trial at a time.
+
+    The first is built right away, so a bad pool or task file fails before the
+    search starts; more are built when trials overlap.
+    """
+
+    def __init__(self, spec: SearchSpec, device: str):
+        self.spec, self.device = spec, device
+        self.idle: queue.SimpleQueue[Evaluator] = queue.SimpleQueue()
+        self.idle.put(Evaluator(spec, device=device))
+
+    def evaluate(self, proposal) -> TrialResult:
+        try:
+            evaluator = self.idle.get_nowait()
+        except queue.Empty:
+            evaluator = Evaluator(self.spec, device=self.device)
+        try:
+            return evaluator.evaluate(proposal)
+        finally:
+            self.idle.put(evaluator)
+
+
+def run_search(
+    spec: SearchSpec,
+    search_id: str,
+    trials_path: Path,
+    store: SearchStore | None = None,
+    workers: int | None = None,
+    device: str = "cpu",
+    on_result: Callable[[SearchDriver, TrialResult], None] | None = None,
+) -> SearchDriver:
+    """Run one search to its budget; every result is appended to `trials_path` as a JSON line."""
+    workers = workers or min(spec.concurrency, os.cpu_count() or 1)
+    # Share the cores between worker threads instead of oversubscribing them.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    evaluators = EvaluatorPool(spec, device)  # first: a bad pool or task fails before anything is stored
+    store = store or MemoryStore()
+    if store.get_search(search_id) is None:
+        store.create_search(search_id, spec)
+        store.set_status(search_id, SearchStatus.running)
+    driver = SearchDriver(search_id, spec, store)
+
+    trials_path.parent.mkdir(parents=True, exist_ok=True)
+    with trials_path.open("a", encoding="utf-8") as trials_file, ThreadPoolExecutor(workers) as pool:
+        in_flight = {}
+        while not driver.finished:
+            for proposal in driver.propose(workers - len(in_flight)):
+                in_flight[pool.submit(evaluators.evaluate, proposal)] = proposal
+            if not in_flight:
+                raise RuntimeError("the search has nothing in flight and proposes nothing: it cannot finish")
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                del in_flight[future]
+                result = future.result()
+                if driver.record(result):
+                    trials_file.write(result.model_dump_json() + "\n")
+                    trials_file.flush()
+                    if on_result:
+                        on_result(driver, result)
+    store.set_status(search_id, SearchStatus.completed)
+    return driver
