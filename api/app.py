@@ -1,0 +1,48 @@
+"""Flask app factory (Flask's pattern: no global app, settings and store passed in)."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from api.errors import register_error_handlers
+from api.routes import blueprint
+from api.services import Services
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(settings, store, services: Services, registry: CollectorRegistry | None = None, metrics=None) -> Flask:
+    """`metrics` is an ApiMetrics bound to `registry`; both optional (then /metrics is empty)."""
+    app = Flask("recycle.api")
+    app.config.update(
+        RECYCLE_SETTINGS=settings,
+        RECYCLE_STORE=store,
+        RECYCLE_SERVICES=services,
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        JSON_SORT_KEYS=False,
+    )
+    registry = registry or CollectorRegistry()
+    register_error_handlers(app)
+    app.register_blueprint(blueprint)
+
+    @app.get("/metrics")
+    def metrics_endpoint():
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    if metrics is not None:
+
+        @app.before_request
+        def _start_timer():
+            g.started = time.perf_counter()
+
+        @app.after_request
+        def _observe(response):
+            route = request.url_rule.rule if request.url_rule else "unmatched"
+            metrics.requests.labels(request.method, route, str(response.status_code)).inc()
+            metrics.request_seconds.labels(route).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+            return response
+
+    return app
