@@ -166,10 +166,8 @@ def get_front(search_id: str):
 @blueprint.post("/v1/searches/<search_id>/<action>")
 @require_token
 def change_status(search_id: str, action: str):
-    if action == "export":
-        return export(search_id)
     if action not in TRANSITIONS:
-        raise ApiError(404, f"unknown action {action!r}; use pause, resume, cancel or export")
+        raise ApiError(404, f"unknown action {action!r}; use pause, resume or cancel (or POST .../export)")
     find_search(search_id)
     allowed_from, target = TRANSITIONS[action]
     current = store().get_status(search_id)
@@ -179,6 +177,8 @@ def change_status(search_id: str, action: str):
     return jsonify({"id": search_id, "status": target.value})
 
 
+@blueprint.post("/v1/searches/<search_id>/export")
+@require_token
 def export(search_id: str):
     spec = find_search(search_id)
     trial_id = ExportRequest.model_validate(json_body()).trial_id
