@@ -35,3 +35,11 @@ def results(search_id: str) -> str:
 def results_stream() -> str:
     """Stream of trial ids whose results were recorded; the proposer tails it."""
     return f"{PREFIX}:results"
+
+
+def sent(search_id: str) -> str:
+    return f"{PREFIX}:search:{search_id}:sent"
+
+
+def result_order(search_id: str) -> str:
+    return f"{PREFIX}:search:{search_id}:order"

@@ -145,6 +145,64 @@ def command_demo(args) -> int:
     return run_and_report(spec, out, args.workers, args.device or settings.resolved_device())
 
 
+def setup_logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def command_api(args) -> int:
+    from prometheus_client import CollectorRegistry
+    from waitress import serve
+
+    from api import create_app
+    from proposer.redis_store import RedisStore
+    from recycle.api_services import make_services
+    from recycle.metrics import ApiMetrics
+
+    settings = Settings()
+    if not settings.allowed_roots:
+        raise UsageError("set RECYCLE_ALLOWED_ROOTS (a JSON list of folders pools may be read from)")
+    if settings.api_token is None:
+        raise UsageError("set RECYCLE_API_TOKEN: mutating calls need a bearer token")
+    setup_logging()
+    registry = CollectorRegistry()
+    app = create_app(settings, RedisStore.from_url(settings.redis_url), make_services(settings), registry, ApiMetrics.create(registry))
+    serve(app, host=args.host, port=args.port, threads=args.threads)
+    return 0
+
+
+def command_proposer(args) -> int:
+    import signal
+
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from proposer.redis_store import RedisStore
+    from recycle.celery_app import make_celery
+    from recycle.metrics import ProposerMetrics
+    from recycle.proposer_service import ProposerService, celery_sender
+
+    settings = Settings()
+    setup_logging()
+    registry = CollectorRegistry()
+    metrics = ProposerMetrics.create(registry)
+    if args.metrics_port:
+        start_http_server(args.metrics_port, registry=registry)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    service = ProposerService(RedisStore.from_url(settings.redis_url), celery_sender(make_celery(settings.redis_url)), metrics)
+    service.run_forever(should_stop=lambda: bool(stopping))
+    return 0
+
+
+def command_worker(args) -> int:
+    from recycle.worker import run_worker  # imported here: metrics must see PROMETHEUS_MULTIPROC_DIR first
+
+    setup_logging()
+    run_worker(concurrency=args.concurrency, metrics_port=args.metrics_port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recycle", description="Search linear merges of a checkpoint pool.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +231,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out")
     demo.add_argument("--device")
     demo.set_defaults(handler=command_demo)
+
+    api = commands.add_parser("api", help="serve the HTTP API (waitress)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--threads", type=int, default=8)
+    api.set_defaults(handler=command_api)
+
+    proposer = commands.add_parser("proposer", help="run the proposer service for every active search")
+    proposer.add_argument("--metrics-port", type=int, default=9101, help="Prometheus port (0: none)")
+    proposer.set_defaults(handler=command_proposer)
+
+    worker = commands.add_parser("worker", help="run a Celery worker that merges and evaluates trials")
+    worker.add_argument("--concurrency", type=int, default=1, help="worker processes (each keeps its own resident model)")
+    worker.add_argument("--metrics-port", type=int, default=9102, help="Prometheus port (0: none)")
+    worker.set_defaults(handler=command_worker)
     return parser
 
 

@@ -1,0 +1,155 @@
+"""The proposer service: keeps every running search's workers busy.
+
+Loop: read finished trials from the results stream and record them (each trial
+id once), mark trials that outlived their time limit as failed, then top every
+running search up to `concurrency` trials in flight: a new proposal goes out
+the moment any result comes back, with no generation barrier. All state lives
+in Redis; a restarted service rebuilds each search's strategy by replaying the
+stored history and carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import redis
+
+from contracts import Proposal, SearchSpec, SearchStatus, TrialResult, TrialStatus, keys
+from proposer import SearchDriver
+from proposer.redis_store import RedisStore, ResultsStream
+from recycle.metrics import ProposerMetrics
+
+log = logging.getLogger("recycle.proposer")
+Send = Callable[[Proposal, SearchSpec], None]
+
+
+def celery_sender(celery_app) -> Send:
+    def send(proposal: Proposal, spec: SearchSpec) -> None:
+        celery_app.send_task(
+            keys.MERGE_AND_EVALUATE_TASK,
+            args=[proposal.model_dump(mode="json")],
+            queue=keys.TRIALS_QUEUE,
+            task_id=proposal.trial_id,
+            # The soft limit raises inside the trial (reported as a failed trial); the hard
+            # limit kills a process stuck where the soft one cannot reach (e.g. in C code).
+            soft_time_limit=spec.trial_timeout_s,
+            time_limit=spec.trial_timeout_s + 30,
+        )
+
+    return send
+
+
+class ProposerService:
+    def __init__(self, store: RedisStore, send: Send, metrics: ProposerMetrics, clock=time.time):
+        self.store, self.send, self.metrics, self.clock = store, send, metrics, clock
+        self.results = ResultsStream(store.redis)
+        self.drivers: dict[str, SearchDriver] = {}
+
+    # -- one pass -------------------------------------------------------------------
+    def step(self, block_ms: int = 500) -> None:
+        self.record_results(block_ms)
+        for search_id in self.store.list_searches():
+            status = self.store.get_status(search_id)
+            if status is None or status.finished:
+                self.forget(search_id)
+                continue
+            driver = self.driver(search_id)
+            self.fail_overdue(driver)
+            if driver.finished:
+                self.store.set_status(search_id, SearchStatus.completed)
+                log.info("search %s completed: %s trials", search_id, driver.summary()["done"])
+                self.forget(search_id)
+                continue
+            if status is SearchStatus.running:
+                self.top_up(driver)
+            self.export_gauges(driver)
+        self.metrics.queue_depth.set(self.store.redis.llen(keys.TRIALS_QUEUE))
+
+    def driver(self, search_id: str) -> SearchDriver:
+        """The search's driver; built on first sight by replaying its stored history (resume)."""
+        if search_id not in self.drivers:
+            spec = self.store.get_search(search_id)
+            driver = SearchDriver(search_id, spec, self.store)
+            self.drivers[search_id] = driver
+            self.send_unsent(driver)
+            log.info("search %s loaded: %s", search_id, {k: v for k, v in driver.summary().items() if k in ("proposed", "done", "failed")})
+        return self.drivers[search_id]
+
+    def forget(self, search_id: str) -> None:
+        if self.drivers.pop(search_id, None) is not None:
+            self.metrics.in_flight.labels(search_id).set(0)
+
+    # -- results --------------------------------------------------------------------
+    def record_results(self, block_ms: int) -> None:
+        for entry_id, result in self.results.read(block_ms):
+            self.record(result)
+            self.results.ack(entry_id)
+
+    def record(self, result: TrialResult) -> None:
+        status = self.store.get_status(result.search_id)
+        if status is None:
+            return
+        # A finished search keeps late results for the record, but its strategy is gone.
+        newly = self.store.record_result(result) if status.finished else self.driver(result.search_id).record(result)
+        if newly:
+            self.metrics.trials.labels(result.search_id, result.status.value).inc()
+            if result.status is TrialStatus.failed:
+                self.metrics.errors.labels("worker", "trial_failed").inc()
+                log.warning("trial %s failed: %s", result.trial_id, result.error)
+
+    def fail_overdue(self, driver: SearchDriver) -> None:
+        """A trial past its time limit is recorded as failed; a late real result is then a duplicate."""
+        limit = driver.spec.trial_timeout_s
+        sent = self.store.sent_at(driver.search_id)
+        for proposal in driver.pending():
+            started = sent.get(proposal.trial_id)
+            if started is not None and self.clock() - started > limit:
+                self.record(TrialResult(proposal=proposal, status=TrialStatus.failed,
+                                        error=f"timed out: no result within {limit:g} s", worker="proposer"))
+
+    # -- proposals ------------------------------------------------------------------
+    def top_up(self, driver: SearchDriver) -> None:
+        free = driver.spec.concurrency - driver.in_flight
+        if free <= 0:
+            return
+        started = time.perf_counter()
+        proposals = driver.propose(free)
+        if proposals:
+            self.metrics.ask_seconds.observe((time.perf_counter() - started) / len(proposals))
+        for proposal in proposals:
+            self.dispatch(driver, proposal)
+
+    def dispatch(self, driver: SearchDriver, proposal: Proposal) -> None:
+        self.send(proposal, driver.spec)
+        self.store.mark_sent(driver.search_id, proposal.trial_id, self.clock())
+
+    def send_unsent(self, driver: SearchDriver) -> None:
+        """Proposals stored but never handed to the broker (the service died in between)."""
+        sent = self.store.sent_at(driver.search_id)
+        for proposal in driver.pending():
+            if proposal.trial_id not in sent:
+                self.dispatch(driver, proposal)
+
+    def export_gauges(self, driver: SearchDriver) -> None:
+        summary = driver.summary()
+        self.metrics.in_flight.labels(driver.search_id).set(driver.in_flight)
+        if summary.get("best"):
+            self.metrics.best_macro.labels(driver.search_id).set(summary["best"]["macro_search"])
+        if summary.get("hypervolume") is not None:
+            self.metrics.hypervolume.labels(driver.search_id).set(summary["hypervolume"])
+
+    # -- forever --------------------------------------------------------------------
+    def run_forever(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        backoff = 0.5
+        while not should_stop():
+            try:
+                self.step()
+                backoff = 0.5
+            except redis.ConnectionError as error:
+                # Redis restarting: wait and retry; state is in Redis, nothing to rebuild here.
+                self.metrics.errors.labels("proposer", "redis_unavailable").inc()
+                log.warning("redis unavailable (%s); retrying in %.1f s", error, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
