@@ -1,0 +1,60 @@
+"""The paper's baselines: every single checkpoint, the uniform soup, a greedy soup.
+
+One expression serves both merge modes. A single is one-hot (weight 1 on that
+checkpoint: the checkpoint itself, also under task arithmetic); under task
+arithmetic the base's single is all zeros (base + nothing: the base model). The
+uniform soup is 1/m on each of the m searched checkpoints: their plain average
+in both modes.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from proposer.space import WeightSpace
+from proposer.strategies.base import Weights
+
+
+def fixed_baselines(space: WeightSpace) -> list[tuple[str, Weights]]:
+    """(source, pool weights): the singles in pool order, then the uniform soup."""
+    baselines = []
+    for i, name in enumerate(space.names):
+        weights = [0.0] * len(space.names)
+        if name != space.base:
+            weights[i] = 1.0
+        baselines.append((f"single:{name}", tuple(weights)))
+    if space.dim > 1:  # with one searched checkpoint the uniform soup is its single
+        baselines.append(("uniform", space.to_pool([1.0 / space.dim] * space.dim)))
+    return baselines
+
+
+def soup_weights(members: Sequence[int], dim: int) -> Weights:
+    """Uniform average of these searched checkpoints, in strategy coordinates."""
+    return tuple(1.0 / len(members) if j in members else 0.0 for j in range(dim))
+
+
+def greedy_candidate(
+    single_losses: Sequence[float | None], step_losses: Sequence[float | None]
+) -> tuple[int, ...] | None:
+    """The next greedy-soup candidate (Wortsman et al., 2022), or None when done.
+
+    Checkpoints are tried best single first; each step evaluates the soup so far
+    plus the next checkpoint and keeps it if that uniform average beats the best
+    soup so far. `single_losses`: per searched checkpoint, None if it failed (left
+    out). `step_losses`: the candidates evaluated so far, in order, None if failed.
+    Returns the members (searched indices) of the next candidate.
+    """
+    order = sorted(
+        (j for j, loss in enumerate(single_losses) if loss is not None),
+        key=lambda j: (single_losses[j], j),
+    )
+    if not order:
+        return None
+    kept, best = [order[0]], single_losses[order[0]]
+    for step, loss in enumerate(step_losses, start=1):
+        if loss is not None and loss < best:
+            kept, best = kept + [order[step]], loss
+    following = len(step_losses) + 1
+    if following >= len(order):
+        return None
+    return tuple(sorted(kept + [order[following]]))

@@ -1,0 +1,97 @@
+"""The non-dominated set of trial results and its hypervolume, in loss form.
+
+Everything here minimizes: a result's point is its loss vector (direction.sign *
+score per objective, see `scalarize`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from contracts import Objective, TrialResult, TrialStatus
+from proposer.scalarize import loss_vector
+
+Point = Sequence[float]
+
+
+def dominates(a: Point, b: Point) -> bool:
+    """a is no worse than b everywhere and better somewhere."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+class ParetoArchive:
+    """Keeps the ok results no other result dominates.
+
+    Results with identical loss vectors do not dominate each other, so both stay
+    on the front; hypervolume counts such a point once.
+    """
+
+    def __init__(self, objectives: Sequence[Objective]):
+        self.objectives = list(objectives)
+        self._front: list[tuple[TrialResult, list[float]]] = []
+
+    def add(self, result: TrialResult) -> bool:
+        """True if the result joined the front."""
+        if result.status is not TrialStatus.ok:
+            return False
+        point = loss_vector(result.scores, self.objectives)
+        if any(r.trial_id == result.trial_id or dominates(p, point) for r, p in self._front):
+            return False
+        self._front = [(r, p) for r, p in self._front if not dominates(point, p)]
+        self._front.append((result, point))
+        return True
+
+    @property
+    def front(self) -> list[TrialResult]:
+        return [r for r, _ in self._front]
+
+    def hypervolume(self, reference: Sequence[float]) -> float:
+        return hypervolume([p for _, p in self._front], reference)
+
+
+def hypervolume(points: Sequence[Point], reference: Sequence[float]) -> float:
+    """Exact volume dominated by the points and bounded by the reference point.
+
+    Points not strictly better than the reference in every objective add nothing.
+    Two objectives: a sweep. More: slices along the last objective, each an exact
+    lower-dimensional hypervolume (fine for fronts of a few hundred points).
+    """
+    if len(reference) == 0:
+        raise ValueError("a reference point needs at least one objective")
+    inside = {tuple(p) for p in points if all(x < r for x, r in zip(p, reference))}
+    return _volume(sorted(inside), tuple(reference)) if inside else 0.0
+
+
+def _volume(points: list[tuple[float, ...]], reference: tuple[float, ...]) -> float:
+    if len(reference) == 1:
+        return reference[0] - min(p[0] for p in points)
+    if len(reference) == 2:
+        volume, floor = 0.0, reference[1]
+        for x, y in sorted(points):
+            if y < floor:
+                volume += (reference[0] - x) * (floor - y)
+                floor = y
+        return volume
+    by_last = sorted(points, key=lambda p: p[-1])
+    volume = 0.0
+    for i, point in enumerate(by_last):
+        top = by_last[i + 1][-1] if i + 1 < len(by_last) else reference[-1]
+        if top > point[-1]:
+            volume += (top - point[-1]) * _volume([p[:-1] for p in by_last[: i + 1]], reference[:-1])
+    return volume
+
+
+def reference_point(results: Sequence[TrialResult], objectives: Sequence[Objective]) -> list[float]:
+    """Worst loss per objective among the ok results, plus 10% of that objective's range.
+
+    A zero range gets 10% of the value's magnitude (or 0.1), so the worst point
+    still adds volume.
+    """
+    points = [loss_vector(r.scores, objectives) for r in results if r.status is TrialStatus.ok]
+    if not points:
+        raise ValueError("a reference point needs at least one ok result")
+    reference = []
+    for column in zip(*points):
+        worst, span = max(column), max(column) - min(column)
+        reference.append(worst + 0.1 * (span or abs(worst) or 1.0))
+    return reference

@@ -1,0 +1,183 @@
+"""Search state in Redis: the store the API, the proposer service and workers share.
+
+Layout (names in contracts.keys):
+  pools            hash  pool id -> PoolSpec JSON
+  searches         list  search ids in creation order
+  search:<id>      hash  spec, status, created_at
+  ...:proposals    hash  number -> Proposal JSON
+  ...:sent         hash  trial id -> unix time it was sent to the workers
+  ...:results      hash  trial id -> TrialResult JSON (first write wins)
+  ...:order        list  trial ids in the order results were recorded
+Recording a result is one Lua script, so "stored" and "listed in order" can
+never disagree, however the proposer is interrupted.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from contracts import PoolSpec, Proposal, SearchSpec, SearchStatus, TrialResult, keys
+from proposer.store import SearchExists, SearchStore, UnknownSearch
+
+# Each write checks that its search exists (KEYS[1] is the search hash): -1 means unknown.
+RECORD_ONCE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 1 then
+  redis.call('RPUSH', KEYS[3], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+HSETNX_IN_SEARCH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+"""
+
+HSET_IN_SEARCH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+CREATE_SEARCH = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'spec', ARGV[1], 'status', ARGV[2], 'created_at', ARGV[3])
+redis.call('RPUSH', KEYS[2], ARGV[4])
+return 1
+"""
+
+
+class RedisStore(SearchStore):
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+        self._record_once = client.register_script(RECORD_ONCE)
+        self._hsetnx_in_search = client.register_script(HSETNX_IN_SEARCH)
+        self._hset_in_search = client.register_script(HSET_IN_SEARCH)
+        self._create_search = client.register_script(CREATE_SEARCH)
+
+    @classmethod
+    def from_url(cls, url: str) -> "RedisStore":
+        # Keepalive and a health check: a Redis restart is noticed and the next call reconnects.
+        return cls(redis.Redis.from_url(url, socket_keepalive=True, health_check_interval=10, socket_connect_timeout=5))
+
+    def ping(self) -> None:
+        self.redis.ping()
+
+    # pools
+    def put_pool(self, pool_id: str, pool: PoolSpec) -> None:
+        self.redis.hset(keys.pools_index(), pool_id, pool.model_dump_json())
+
+    def get_pool(self, pool_id: str) -> PoolSpec | None:
+        raw = self.redis.hget(keys.pools_index(), pool_id)
+        return PoolSpec.model_validate_json(raw) if raw else None
+
+    def list_pools(self) -> dict[str, PoolSpec]:
+        return {k.decode(): PoolSpec.model_validate_json(v) for k, v in sorted(self.redis.hgetall(keys.pools_index()).items())}
+
+    # searches
+    def create_search(self, search_id: str, spec: SearchSpec) -> None:
+        created = self._create_search(
+            keys=[keys.search(search_id), keys.searches_index()],
+            args=[spec.model_dump_json(), SearchStatus.running.value, time.time(), search_id],
+        )
+        if not created:
+            raise SearchExists(f"search {search_id!r} already exists")
+
+    def get_search(self, search_id: str) -> SearchSpec | None:
+        raw = self.redis.hget(keys.search(search_id), "spec")
+        return SearchSpec.model_validate_json(raw) if raw else None
+
+    def list_searches(self) -> list[str]:
+        return [s.decode() for s in self.redis.lrange(keys.searches_index(), 0, -1)]
+
+    def get_status(self, search_id: str) -> SearchStatus | None:
+        raw = self.redis.hget(keys.search(search_id), "status")
+        return SearchStatus(raw.decode()) if raw else None
+
+    def set_status(self, search_id: str, status: SearchStatus) -> None:
+        self._in_search(self._hset_in_search, search_id, keys.search(search_id), "status", SearchStatus(status).value)
+
+    # proposals and results
+    def add_proposal(self, proposal: Proposal) -> bool:
+        search_id = proposal.search_id
+        return self._in_search(self._hsetnx_in_search, search_id, keys.proposals(search_id), proposal.trial_id,
+                               proposal.model_dump_json())
+
+    def proposals(self, search_id: str) -> list[Proposal]:
+        raw = self.redis.hgetall(keys.proposals(search_id))
+        return sorted((Proposal.model_validate_json(v) for v in raw.values()), key=lambda p: p.number)
+
+    def mark_sent(self, search_id: str, trial_id: str, at: float) -> None:
+        self._in_search(self._hset_in_search, search_id, keys.sent(search_id), trial_id, repr(at))
+
+    def sent_at(self, search_id: str) -> dict[str, float]:
+        return {k.decode(): float(v) for k, v in self.redis.hgetall(keys.sent(search_id)).items()}
+
+    def record_result(self, result: TrialResult) -> bool:
+        search_id = result.search_id
+        recorded = self._record_once(
+            keys=[keys.search(search_id), keys.results(search_id), keys.result_order(search_id)],
+            args=[result.trial_id, result.model_dump_json()],
+        )
+        if recorded == -1:
+            raise UnknownSearch(search_id)
+        return bool(recorded)
+
+    def _in_search(self, script, search_id: str, key: str, field: str, value: str) -> bool:
+        outcome = script(keys=[keys.search(search_id), key], args=[field, value])
+        if outcome == -1:
+            raise UnknownSearch(search_id)
+        return bool(outcome)
+
+    def results(self, search_id: str) -> list[TrialResult]:
+        order = self.redis.lrange(keys.result_order(search_id), 0, -1)
+        if not order:
+            return []
+        raw = self.redis.hmget(keys.results(search_id), order)
+        return [TrialResult.model_validate_json(r) for r in raw if r]
+
+    def get_result(self, search_id: str, trial_id: str) -> TrialResult | None:
+        raw = self.redis.hget(keys.results(search_id), trial_id)
+        return TrialResult.model_validate_json(raw) if raw else None
+
+
+class ResultsStream:
+    """Workers publish results here; the proposer reads them through a consumer group.
+
+    An entry is acknowledged only after the proposer recorded it, so a proposer
+    killed mid-way re-reads it on restart (recording is idempotent).
+    """
+
+    GROUP = "proposer"
+    MAX_LENGTH = 100_000
+
+    def __init__(self, client: redis.Redis, consumer: str = "proposer"):
+        self.redis, self.consumer = client, consumer
+        self.key = keys.results_stream()
+
+    def publish(self, result: TrialResult) -> None:
+        self.redis.xadd(self.key, {"result": result.model_dump_json()}, maxlen=self.MAX_LENGTH, approximate=True)
+
+    def ensure_group(self) -> None:
+        try:
+            self.redis.xgroup_create(self.key, self.GROUP, id="0", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    def read(self, block_ms: int, count: int = 100) -> list[tuple[str, TrialResult]]:
+        """Entries this consumer was given but never acknowledged first, then new ones."""
+        self.ensure_group()
+        for start in ("0", ">"):
+            reply = self.redis.xreadgroup(self.GROUP, self.consumer, {self.key: start}, count=count,
+                                          block=None if start == "0" else block_ms)
+            entries = reply[0][1] if reply else []
+            if entries:
+                return [(entry_id.decode(), TrialResult.model_validate_json(fields[b"result"])) for entry_id, fields in entries]
+        return []
+
+    def ack(self, entry_id: str) -> None:
+        self.redis.xack(self.key, self.GROUP, entry_id)

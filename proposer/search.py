@@ -1,0 +1,272 @@
+"""One search: which trial to run next, and what the results so far add up to.
+
+`SearchDriver` knows nothing of threads, Celery or Redis; a runtime calls
+`propose` when workers are free and `record` when results come back. All its
+state is rebuilt from the store on construction, so a restarted proposer resumes
+where the last one stopped.
+
+Trial order: the fixed baselines (each single checkpoint, then the uniform soup),
+then strategy proposals, with the greedy soup's steps slotted in as soon as the
+step before returned (each needs its predecessor's result).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Literal, Sequence
+
+import numpy as np
+
+from contracts import Objective, Proposal, SearchSpec, TrialResult, TrialStatus
+from proposer.baselines import fixed_baselines, greedy_candidate, soup_weights
+from proposer.pareto import ParetoArchive, reference_point
+from proposer.scalarize import Scalarizer, loss_vector, macro_average
+from proposer.space import WeightSpace
+from proposer.store import SearchStore
+from proposer.strategies import make_strategy
+from proposer.strategies.base import Weights, derived_seed
+
+Scalarization = Literal["mean", "parego"]
+# Key that keeps ParEGO's weight draws independent of the strategy's draws.
+_PAREGO_STREAM = 1
+
+
+def best_by_macro(
+    results: Sequence[TrialResult],
+    objectives: Sequence[Objective],
+    split: Literal["scores", "report"] = "scores",
+) -> TrialResult | None:
+    """The ok result with the lowest macro-average on that split (first one on ties).
+    Results lacking an objective on that split are skipped."""
+    names = {o.name for o in objectives}
+    scored = [
+        r for r in results if r.status is TrialStatus.ok and names <= set(getattr(r, split))
+    ]
+    return min(scored, key=lambda r: macro_average(getattr(r, split), objectives), default=None)
+
+
+class SearchDriver:
+    """Proposals and results of one search.
+
+    scalarization: "mean" tells every strategy the macro-average. "parego" also
+    draws Chebyshev weights ~ Dirichlet(1) for every ask and relabels the whole
+    history with them first (strategies that cannot relabel, CMA-ES and random,
+    keep the macro-average).
+
+    The first `n_reference` trials (the singles and the uniform soup when
+    baselines are on) are the reference trials: their ok results set the
+    Chebyshev scaling and, once all are back, the hypervolume reference point,
+    fixed from then on so the hypervolume is comparable over time.
+    """
+
+    def __init__(
+        self,
+        search_id: str,
+        spec: SearchSpec,
+        store: SearchStore,
+        scalarization: Scalarization = "mean",
+    ):
+        if scalarization not in ("mean", "parego"):
+            raise ValueError(f"unknown scalarization {scalarization!r}; known: mean, parego")
+        self.search_id = search_id
+        self.spec = spec
+        self.store = store
+        self.scalarization = scalarization
+        self.objectives = spec.objectives
+        self.space = WeightSpace(spec)
+        self.strategy = make_strategy(spec.strategy, self.space.dim, spec.seed, self.space.normalize)
+        self._scalarizer = Scalarizer(self.objectives)
+        self._baselines = fixed_baselines(self.space) if spec.baselines else []
+        self.n_reference = n_reference_trials(spec)
+        self._reference: list[float] | None = None
+        self._proposals: dict[int, Proposal] = {}
+        self._results: dict[int, TrialResult] = {}  # in the order they were taken in
+        self._lock = threading.RLock()
+        self._resume()
+
+    def _resume(self) -> None:
+        proposals = self.store.proposals(self.search_id)
+        results = self.store.results(self.search_id)
+        self._proposals = {p.number: p for p in proposals}
+        for result in results:
+            self._take(result)
+        self.strategy.restore(
+            [(p.number, self.space.to_strategy(p.weights)) for p in proposals if p.source == self.strategy.name],
+            [self._observation(r) for r in results],
+        )
+
+    # -- proposing --------------------------------------------------------------
+
+    def propose(self, n: int) -> list[Proposal]:
+        """Up to n new proposals (fewer once the budget is spent), stored before returned."""
+        made = []
+        with self._lock:
+            while len(made) < n and len(self._proposals) < self.spec.budget:
+                number = len(self._proposals)  # numbers run 0, 1, 2, ...
+                source, weights = self._next(number)
+                proposal = Proposal(
+                    search_id=self.search_id,
+                    trial_id=Proposal.make_trial_id(self.search_id, number),
+                    number=number,
+                    weights=weights,
+                    source=source,
+                )
+                self.store.add_proposal(proposal)
+                self._proposals[number] = proposal
+                made.append(proposal)
+        return made
+
+    def _next(self, number: int) -> tuple[str, Weights]:
+        if number < len(self._baselines):
+            return self._baselines[number]
+        members = self._greedy_members()
+        if members is not None:
+            return "greedy", self.space.to_pool(soup_weights(members, self.space.dim))
+        if self.scalarization == "parego":
+            self._relabel(number)
+        [x] = self.strategy.ask([number])
+        return self.strategy.name, self.space.to_pool(x)
+
+    def _greedy_members(self) -> tuple[int, ...] | None:
+        """Members of the greedy soup's next step if it can be proposed now."""
+        if not self.spec.baselines:
+            return None
+        # Singles are the first trials, numbered by pool index.
+        singles = [self._results.get(i) for i in self.space.searched]
+        steps = [p for _, p in sorted(self._proposals.items()) if p.source == "greedy"]
+        step_results = [self._results.get(p.number) for p in steps]
+        if None in singles or None in step_results:
+            return None
+        return greedy_candidate(
+            [self._loss(r) for r in singles], [self._loss(r) for r in step_results]
+        )
+
+    def _relabel(self, number: int) -> None:
+        rng = np.random.default_rng(derived_seed(self.spec.seed, number, _PAREGO_STREAM))
+        lam = rng.dirichlet(np.ones(len(self.objectives)))
+        self.strategy.relabel(
+            {
+                n: self._scalarizer.chebyshev(r.scores, lam)
+                for n, r in self._results.items()
+                if r.status is TrialStatus.ok
+            }
+        )
+
+    # -- results ----------------------------------------------------------------
+
+    def record(self, result: TrialResult) -> bool:
+        """Take in one result; False if this driver already has it.
+
+        The store keeps the first result per trial. One already stored by another
+        process (a worker that records its own results) is taken in from the store.
+        """
+        if result.search_id != self.search_id:
+            raise ValueError(f"result of search {result.search_id!r} sent to search {self.search_id!r}")
+        if result.status is TrialStatus.ok:
+            loss_vector(result.scores, self.objectives)  # every objective scored, or ValueError
+        with self._lock:
+            number = result.proposal.number
+            if self._proposals.get(number) != result.proposal:
+                raise ValueError(f"result of trial {result.trial_id!r}, which this search did not propose")
+            if number in self._results:
+                return False
+            if not self.store.record_result(result):
+                result = self.store.get_result(self.search_id, result.trial_id) or result
+            self._take(result)
+            self.strategy.tell(*self._observation(result))
+            return True
+
+    def _take(self, result: TrialResult) -> None:
+        """Book a result everywhere except in the strategy."""
+        number = result.proposal.number
+        self._results[number] = result
+        if result.status is TrialStatus.ok:
+            if number < self.n_reference:
+                self._scalarizer.observe(result.scores)
+        if self._reference is None and all(i in self._results for i in range(self.n_reference)):
+            settled = [self._results[i] for i in range(self.n_reference)]
+            if any(r.status is TrialStatus.ok for r in settled):
+                self._reference = reference_point(settled, self.objectives)
+
+    def _observation(self, result: TrialResult) -> tuple[int, Weights, float | None]:
+        weights = self.space.to_strategy(result.proposal.weights)
+        return result.proposal.number, weights, self._loss(result)
+
+    def _loss(self, result: TrialResult) -> float | None:
+        if result.status is not TrialStatus.ok:
+            return None
+        return macro_average(result.scores, self.objectives)
+
+    # -- progress ---------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._proposals) - len(self._results)
+
+    @property
+    def finished(self) -> bool:
+        """Every trial of the budget has been proposed and has its result."""
+        with self._lock:
+            return len(self._proposals) >= self.spec.budget and self.in_flight == 0
+
+    @property
+    def reference(self) -> list[float] | None:
+        return self._reference
+
+    def pending(self) -> list[Proposal]:
+        """Proposals still waiting for their result, by number."""
+        with self._lock:
+            return [p for n, p in sorted(self._proposals.items()) if n not in self._results]
+
+    def summary(self) -> dict:
+        with self._lock:
+            return summarize(self.spec, list(self._proposals.values()), list(self._results.values()), self._reference)
+
+
+def n_reference_trials(spec: SearchSpec) -> int:
+    """The first trials (singles and uniform soup) that fix scaling and the reference point."""
+    return min(spec.budget, len(fixed_baselines(WeightSpace(spec))))
+
+
+def summarize_search(spec: SearchSpec, proposals: Sequence[Proposal], results: Sequence[TrialResult]) -> dict:
+    """A search's progress from its stored history alone (no strategy is rebuilt): for readers
+    such as the API, which must not pay for replaying a search on every request."""
+    by_number = {r.proposal.number: r for r in results}
+    settled = [by_number.get(i) for i in range(n_reference_trials(spec))]
+    reference = None
+    if None not in settled and any(r.status is TrialStatus.ok for r in settled):
+        reference = reference_point(settled, spec.objectives)
+    return summarize(spec, proposals, results, reference)
+
+
+def summarize(spec: SearchSpec, proposals: Sequence[Proposal], results: Sequence[TrialResult],
+              reference: list[float] | None) -> dict:
+    objectives = spec.objectives
+    archive = ParetoArchive(objectives)
+    for result in results:
+        archive.add(result)
+    ok = [r for r in results if r.status is TrialStatus.ok]
+    best = best_by_macro(results, objectives)
+    return {
+        "proposed": len(proposals),
+        "done": len(ok),
+        "failed": len(results) - len(ok),
+        "in_flight": len(proposals) - len(results),
+        "best": describe(best, objectives) if best else None,
+        "hypervolume": archive.hypervolume(reference) if reference else None,
+        "reference_point": reference,
+        "front": [r.trial_id for r in archive.front],
+    }
+
+
+def describe(result: TrialResult, objectives: Sequence[Objective]) -> dict:
+    names = {o.name for o in objectives}
+    has_report = names <= set(result.report)
+    return {
+        "trial_id": result.trial_id,
+        "source": result.proposal.source,
+        "weights": list(result.proposal.weights),
+        "macro_average": macro_average(result.scores, objectives),
+        "report_macro_average": macro_average(result.report, objectives) if has_report else None,
+    }

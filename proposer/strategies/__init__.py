@@ -1,0 +1,23 @@
+"""Search strategies behind one ask/tell interface, looked up by name."""
+
+from __future__ import annotations
+
+from proposer.strategies.base import Strategy
+from proposer.strategies.cma_es import CMAESStrategy
+from proposer.strategies.random_search import RandomStrategy
+from proposer.strategies.tpe import TPEStrategy
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (TPEStrategy, CMAESStrategy, RandomStrategy)
+}
+
+
+def make_strategy(name: str, n_weights: int, seed: int, normalize: bool) -> Strategy:
+    try:
+        cls = STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}") from None
+    return cls(n_weights, seed, normalize)
+
+
+__all__ = ["STRATEGIES", "CMAESStrategy", "RandomStrategy", "Strategy", "TPEStrategy", "make_strategy"]

@@ -1,0 +1,95 @@
+"""CMA-ES (the `cmaes` package) made asynchronous: workers never wait for a generation.
+
+`CMA.ask()` may be called any number of times; `CMA.tell()` takes exactly one
+population. So every ask samples the current distribution and remembers its
+generation, and the first `population_size` results of that generation to come
+back are told; later ones, failures and points this strategy never asked (the
+baselines) are ignored. The search starts from the uniform soup.
+
+Each sample reseeds the sampler with (seed, trial number), so a sample depends only
+on the distribution and the number. That lets `restore` recover which generation
+each stored ask belonged to: an ask the current distribution does not reproduce
+was made after that generation had been told.
+
+Coordinates: x in [0, 1]^n (bounds repair the samples). On the simplex the weights
+are x / sum(x), starting at x = 0.5; unnormalized, the weights are x, starting at
+1/n each (the uniform soup).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from cmaes import CMA
+
+from proposer.strategies import simplex
+from proposer.strategies.base import Strategy, Weights, derived_seed
+
+
+class CMAESStrategy(Strategy):
+    name = "cmaes"
+
+    def __init__(self, n_weights: int, seed: int, normalize: bool):
+        super().__init__(n_weights, seed, normalize)
+        start = 0.5 if normalize else 1.0 / n_weights
+        bounds = np.tile([0.0, 1.0], (n_weights, 1))
+        self._cma = CMA(mean=np.full(n_weights, start), sigma=start / 2, bounds=bounds, seed=seed)
+        self._samples: dict[int, np.ndarray] = {}
+        self._generation_of: dict[int, int] = {}
+        self._returned: list[tuple[np.ndarray, float]] = []  # this generation's results so far
+
+    @property
+    def generation(self) -> int:
+        return self._cma.generation
+
+    @property
+    def population_size(self) -> int:
+        return self._cma.population_size
+
+    def ask(self, numbers: Sequence[int]) -> list[Weights]:
+        weights = []
+        for number in numbers:
+            x = self._sample(number)
+            self._remember(number, x)
+            weights.append(self._weights(x))
+        return weights
+
+    def tell(self, number: int, weights: Weights, loss: float | None) -> None:
+        if loss is None or self._generation_of.get(number) != self.generation:
+            return
+        self._returned.append((self._samples[number], float(loss)))
+        if len(self._returned) == self.population_size:
+            self._cma.tell(self._returned)
+            self._returned = []
+
+    def restore(self, asked: Sequence[tuple[int, Weights]], told: Sequence[tuple[int, Weights, float | None]]) -> None:
+        for number, weights in asked:
+            x = self._sample(number)
+            if not self._same(x, weights):
+                # Made after its generation was told: close the current generation.
+                # Tells of other generations are ignored, so replaying them all is safe.
+                super().restore(asked, told)
+                x = self._sample(number)
+                if not self._same(x, weights):
+                    raise ValueError(
+                        f"stored proposal {number} is not a CMA-ES sample of this search "
+                        "(different seed or strategy version)"
+                    )
+            self._remember(number, x)
+        super().restore(asked, told)
+
+    def _sample(self, number: int) -> np.ndarray:
+        self._cma.reseed_rng(derived_seed(self.seed, number))
+        return self._cma.ask()
+
+    def _remember(self, number: int, x: np.ndarray) -> None:
+        self._samples[number] = x
+        self._generation_of[number] = self.generation
+
+    def _same(self, x: np.ndarray, weights: Weights) -> bool:
+        # A tolerance, not equality: another BLAS may round the eigendecomposition differently.
+        return bool(np.allclose(self._weights(x), weights, rtol=0.0, atol=1e-9))
+
+    def _weights(self, x: np.ndarray) -> Weights:
+        return simplex.normalize(x) if self.normalize else tuple(float(v) for v in x)
