@@ -93,7 +93,7 @@ def run_and_report(spec: SearchSpec, out_dir: Path, workers: int | None, device:
         def on_result(driver, result):
             summary = driver.summary()
             best = summary.get("best") or {}
-            status = f"best macro {best.get('macro_search', float('nan')):.4f}  hypervolume {summary.get('hypervolume') or 0:.4f}"
+            status = f"best macro {best.get('macro_average', float('nan')):.4f}  hypervolume {summary.get('hypervolume') or 0:.4f}"
             progress.update(bar, completed=summary["done"] + summary["failed"], status=status)
 
         driver = run_search(spec, search_id, out_dir / "trials.jsonl", workers=workers, device=device, on_result=on_result)

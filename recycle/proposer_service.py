@@ -136,7 +136,7 @@ class ProposerService:
         summary = driver.summary()
         self.metrics.in_flight.labels(driver.search_id).set(driver.in_flight)
         if summary.get("best"):
-            self.metrics.best_macro.labels(driver.search_id).set(summary["best"]["macro_search"])
+            self.metrics.best_macro.labels(driver.search_id).set(summary["best"]["macro_average"])
         if summary.get("hypervolume") is not None:
             self.metrics.hypervolume.labels(driver.search_id).set(summary["hypervolume"])
 

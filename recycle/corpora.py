@@ -1,0 +1,127 @@
+"""Offline text corpora that ship with every CPython install, one per domain.
+
+Each domain yields source documents (a file, a doc topic) as (source id, text).
+`split_domain` assigns whole sources to the evaluation or the training side before
+chunking them, so no file or topic ever contributes text to both sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+import sysconfig
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+Source = tuple[str, str]  # (source id, text)
+
+# The stdlib folder also holds installed packages, test suites and the doc topics
+# (the prose domain): none of them may leak into the code domain.
+_SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "pydoc_data", "__pycache__"}
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError):
+        return None
+
+
+def _files(root: Path, pattern: str, skip_dirs: set[str] = frozenset()) -> Iterator[Source]:
+    venv = Path(sys.prefix).resolve() if sys.prefix != sys.base_prefix else None
+    for path in sorted(root.rglob(pattern)):
+        rel = path.relative_to(root)
+        if skip_dirs & set(rel.parts[:-1]):
+            continue
+        if venv is not None and venv in path.resolve().parents:
+            continue
+        text = _read(path)
+        if text:
+            yield rel.as_posix(), text
+
+
+def python_sources() -> Iterator[Source]:
+    yield from _files(Path(sysconfig.get_paths()["stdlib"]), "*.py", _SKIP_DIRS)
+
+
+def prose_sources() -> Iterator[Source]:
+    from pydoc_data.topics import topics
+
+    for name in sorted(topics):
+        yield name, topics[name]
+
+
+def c_sources() -> Iterator[Source]:
+    yield from _files(Path(sysconfig.get_paths()["include"]), "*.h")
+
+
+def decimal_sources() -> Iterator[Source]:
+    """IBM's decimal arithmetic test vectors (`test/decimaltestdata/*.decTest`)."""
+    root = Path(sysconfig.get_paths()["stdlib"]) / "test" / "decimaltestdata"
+    for name, text in _files(root, "*.decTest"):
+        # Every file opens with the same copyright block: drop it, keep the vectors.
+        lines = text.splitlines(keepends=True)
+        start = next((i for i, line in enumerate(lines) if line.strip() and not line.startswith("--")), len(lines))
+        yield name, "".join(lines[start:])
+
+
+DOMAINS: dict[str, Callable[[], Iterator[Source]]] = {
+    "python": python_sources,
+    "prose": prose_sources,
+    "c": c_sources,
+    "decimal": decimal_sources,
+}
+
+
+def chunk(text: str, max_chars: int) -> list[str]:
+    """Cut at line boundaries into pieces of at most max_chars (longer lines are cut)."""
+    pieces, current = [], ""
+    for line in text.splitlines(keepends=True):
+        while len(line) > max_chars:
+            pieces.append(line[:max_chars])
+            line = line[max_chars:]
+        if len(current) + len(line) > max_chars:
+            pieces.append(current)
+            current = ""
+        current += line
+    pieces.append(current)
+    return [p for p in pieces if p.strip()]
+
+
+def split_domain(
+    sources: list[Source],
+    *,
+    n_eval: int,
+    n_train: int,
+    max_chars: int,
+    min_chars: int,
+    seed: int,
+) -> tuple[list[str], list[str]]:
+    """(train docs, eval docs) for one domain, disjoint by source and by text.
+
+    Sources are visited in a seeded-hash order; the first ones fill the evaluation
+    set, the rest the training set. Each source gives at most `chunks_per_source`
+    evenly spaced chunks, so one huge file cannot dominate either side. Exact
+    duplicate chunks (license headers, empty stubs) are kept once, on the first side
+    that saw them.
+    """
+    order = sorted(sources, key=lambda s: hashlib.sha256(f"{seed}:{s[0]}".encode()).hexdigest())
+    train: list[str] = []
+    evaluation: list[str] = []
+    seen: set[str] = set()
+    # Enough per source to fill both sides even when half the sources are short.
+    chunks_per_source = math.ceil(2 * (n_eval + n_train) / len(sources))
+    for _, text in order:
+        side = evaluation if len(evaluation) < n_eval else train
+        if len(train) >= n_train:
+            break
+        pieces = [p for p in chunk(text, max_chars) if len(p) >= min_chars]
+        step = max(1, len(pieces) // chunks_per_source)
+        for piece in pieces[::step][:chunks_per_source]:
+            if piece not in seen:
+                seen.add(piece)
+                side.append(piece)
+    if len(evaluation) < n_eval or not train:
+        raise RuntimeError(f"corpus too small: {len(evaluation)} eval / {len(train)} train docs")
+    return train[:n_train], evaluation
