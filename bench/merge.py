@@ -1,0 +1,286 @@
+"""Merge bandwidth, working set and export cost on a SmolLM2-135M-shaped pool.
+
+    python bench/merge.py [--dtype bf16|fp32|both] [--checkpoints 4] [--quick]
+
+Prints one JSON line per figure, no assertions. Builds the pool once in --cache
+(random tensors written straight to safetensors, no model instantiated), warms the
+page cache, then runs each configuration in its own child process (a clean heap,
+its own torch thread count and allocator settings, its own peak RSS):
+
+- memcpy: torch copy of one model's bytes into a preallocated tensor (best of R);
+- merge: in-memory linear merge into preallocated outputs, GB/s counted as bytes
+  read (N checkpoints) + written (one model), and its ratio to memcpy; for 1 vs
+  the default number of intra-op threads, with and without THP_MEM_ALLOC_ENABLE;
+- working set: private memory (VmRSS - RssFile: the mapped pool is page cache,
+  shared by every worker) the merge adds, for 2 and N checkpoints;
+- export: wall time and peak memory of export_merge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+FULL = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+            num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True)  # SmolLM2-135M
+QUICK = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, vocab_size=1000, tie_word_embeddings=True)
+DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
+
+
+def emit(figure: str, value, unit: str, **context) -> None:
+    print(json.dumps({"bench": "merge", "figure": figure, "value": value, "unit": unit, **context}), flush=True)
+
+
+# -- building the pool -------------------------------------------------------------
+
+
+def llama_shapes(c: dict) -> dict[str, tuple[int, ...]]:
+    h, i = c["hidden_size"], c["intermediate_size"]
+    kv = h // c["num_attention_heads"] * c["num_key_value_heads"]
+    shapes = {"model.embed_tokens.weight": (c["vocab_size"], h), "model.norm.weight": (h,)}
+    for layer in range(c["num_hidden_layers"]):
+        p = f"model.layers.{layer}."
+        shapes.update({
+            p + "self_attn.q_proj.weight": (h, h), p + "self_attn.k_proj.weight": (kv, h),
+            p + "self_attn.v_proj.weight": (kv, h), p + "self_attn.o_proj.weight": (h, h),
+            p + "mlp.gate_proj.weight": (i, h), p + "mlp.up_proj.weight": (i, h),
+            p + "mlp.down_proj.weight": (h, i),
+            p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,),
+        })
+    if not c["tie_word_embeddings"]:
+        shapes["lm_head.weight"] = (c["vocab_size"], h)
+    return shapes
+
+
+def build_pool(cache: Path, shape_config: dict, dtype_name: str, n: int) -> list[Path]:
+    import torch
+    import transformers
+
+    from merger.safetensors_mmap import write_file
+
+    dtype = getattr(torch, DTYPES[dtype_name])
+    tag = "quick" if shape_config is QUICK else "smollm2-135m"
+    dirs = []
+    for k in range(n):
+        d = cache / f"{tag}-{dtype_name}" / f"ckpt{k}"
+        dirs.append(d)
+        if (d / "model.safetensors").exists():
+            continue
+        d.mkdir(parents=True, exist_ok=True)
+        config = transformers.LlamaConfig(**shape_config, dtype=DTYPES[dtype_name])
+        (d / "config.json").write_text(config.to_json_string())
+        shapes = llama_shapes(shape_config)
+        g = torch.Generator().manual_seed(k)
+
+        def fill(name, dt, shape):
+            return (torch.randn(shape, generator=g) * 0.02).to(dt)
+
+        tmp = d / "model.safetensors.tmp"
+        with open(tmp, "wb") as f:
+            write_file(f, [(name, dtype, s) for name, s in shapes.items()], fill, {"format": "pt"})
+        tmp.rename(d / "model.safetensors")
+    return dirs
+
+
+def warm_page_cache(dirs: list[Path]) -> None:
+    buf = bytearray(16 << 20)
+    for d in dirs:
+        with open(d / "model.safetensors", "rb", buffering=0) as f:
+            while f.readinto(buf):
+                pass
+
+
+# -- measurements, each in a child process -----------------------------------------
+
+
+def proc_status() -> dict[str, int]:
+    """Memory fields of /proc/self/status, in bytes."""
+    out = {}
+    for line in open("/proc/self/status"):
+        key, _, rest = line.partition(":")
+        if rest.strip().endswith("kB"):
+            out[key] = int(rest.split()[0]) * 1024
+    return out
+
+
+def private_bytes() -> int:
+    s = proc_status()
+    return s["VmRSS"] - s["RssFile"]
+
+
+def open_pool(dirs: list[str]):
+    from contracts.models import CheckpointRef, PoolSpec
+    from merger import CheckpointPool
+
+    spec = PoolSpec(name="bench", checkpoints=tuple(CheckpointRef(name=f"c{i}", path=p) for i, p in enumerate(dirs)))
+    return CheckpointPool.open(spec)
+
+
+def child_merge(args) -> None:
+    import torch
+
+    from contracts.models import MergeSpec
+    from merger import allocate_outputs, make_method
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    ctx = dict(dtype=args.dtype_name, checkpoints=len(args.pool), threads=torch.get_num_threads(),
+               thp=os.environ.get("THP_MEM_ALLOC_ENABLE") == "1", device=device.type,
+               omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "default"))
+    if device.type == "cuda":
+        ctx["pool_on"] = "cpu" if args.staged else "cuda"
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    pool = open_pool(args.pool)
+    if not args.staged:
+        pool = pool.to_device(device)
+    n, nbytes = len(pool), pool.nbytes
+    weights = [1.0 / n] * n  # all non-zero: every checkpoint is read
+    method = make_method(pool, MergeSpec())
+
+    before = private_bytes()
+    out = allocate_outputs(pool, device=device)
+    t0 = time.perf_counter()
+    method.merge_into(weights, out)  # first merge also faults the mapping into this process
+    sync()
+    first = time.perf_counter() - t0
+    method.merge_into(weights, out)
+    sync()
+    if device.type == "cpu":
+        working_set = private_bytes() - before
+        emit("merge_working_set_bytes", working_set, "B", **ctx, model_bytes=nbytes,
+             beyond_outputs_bytes=working_set - nbytes)
+    if args.working_set_only:
+        return
+    emit("merge_first_s", round(first, 4), "s", **ctx)
+
+    src = torch.ones(nbytes, dtype=torch.uint8, device=device)
+    dst = torch.zeros(nbytes, dtype=torch.uint8, device=device)
+    merge_times, copy_times = [], []
+    for _ in range(args.repeats):  # interleaved, so both see the same neighbours
+        sync()
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        sync()
+        copy_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        method.merge_into(weights, out)
+        sync()
+        merge_times.append(time.perf_counter() - t0)
+    memcpy = 2 * nbytes / min(copy_times) / 1e9
+    merge = (n + 1) * nbytes / min(merge_times) / 1e9
+    median = (n + 1) * nbytes / sorted(merge_times)[len(merge_times) // 2] / 1e9
+    emit("memcpy_gbps", round(memcpy, 2), "GB/s", **ctx, bytes=2 * nbytes)
+    emit("merge_gbps", round(merge, 2), "GB/s", **ctx, bytes=(n + 1) * nbytes, median_gbps=round(median, 2),
+         merge_s=round(min(merge_times), 4))
+    emit("merge_to_memcpy_ratio", round(merge / memcpy, 3), "x", **ctx)
+
+
+def child_export(args) -> None:
+    import shutil
+
+    import torch
+
+    from contracts.models import MergeSpec
+    from merger import export_merge
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ctx = dict(dtype=args.dtype_name, checkpoints=len(args.pool), threads=torch.get_num_threads(),
+               thp=os.environ.get("THP_MEM_ALLOC_ENABLE") == "1")
+    pool = open_pool(args.pool)
+    target = Path(args.export_dir)
+    shutil.rmtree(target, ignore_errors=True)
+
+    # Sample private memory while exporting: VmHWM also counts the mapped pool's pages.
+    peak, done = [private_bytes()], threading.Event()
+    before = peak[0]
+
+    def sample():
+        while not done.wait(0.005):
+            peak.append(private_bytes())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t0 = time.perf_counter()
+    export_merge(pool, MergeSpec(), [1.0] * len(pool), target)
+    wall = time.perf_counter() - t0
+    done.set()
+    sampler.join()
+    status = proc_status()
+    written = sum(f.stat().st_size for f in target.glob("*.safetensors"))
+    shutil.rmtree(target, ignore_errors=True)
+    emit("export_s", round(wall, 3), "s", **ctx, bytes_written=written)
+    emit("export_peak_private_bytes", max(peak) - before, "B", **ctx, model_bytes=pool.nbytes)
+    emit("export_vmhwm_bytes", status["VmHWM"], "B", **ctx, pool_bytes=len(pool) * pool.nbytes,
+         note="includes the mapped pool's page-cache pages")
+
+
+def run_child(kind: str, dirs: list[Path], dtype_name: str, threads: int, thp: bool, repeats: int,
+              extra: list[str] = (), device: str = "cpu") -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env.pop("THP_MEM_ALLOC_ENABLE", None)
+    if thp:
+        env["THP_MEM_ALLOC_ENABLE"] = "1"
+    cmd = [sys.executable, __file__, "--_child", kind, "--_dtype-name", dtype_name, "--_threads", str(threads),
+           "--repeats", str(repeats), "--device", device, *extra, "--_pool", *map(str, dirs)]
+    subprocess.run(cmd, env=env, check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", default=str(ROOT / ".cache" / "bench-merge"))
+    parser.add_argument("--checkpoints", type=int, default=4)
+    parser.add_argument("--dtype", choices=["bf16", "fp32", "both"], default="both")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", default="1,0", help="intra-op thread counts to compare (0: torch's default)")
+    parser.add_argument("--quick", action="store_true", help="a tiny model: a smoke run")
+    parser.add_argument("--device", default="cpu", help="cuda: merge on the GPU (pool moved there, and staged from the CPU)")
+    # Internal: what a child process measures.
+    parser.add_argument("--_child", choices=["merge", "export"])
+    parser.add_argument("--_pool", nargs="+")
+    parser.add_argument("--_dtype-name", dest="dtype_name")
+    parser.add_argument("--_threads", dest="threads", type=int, default=0)
+    parser.add_argument("--_working-set-only", dest="working_set_only", action="store_true")
+    parser.add_argument("--_export-dir", dest="export_dir")
+    parser.add_argument("--_staged", dest="staged", action="store_true")
+    args = parser.parse_args()
+    args.pool = args._pool
+
+    if args._child == "merge":
+        return child_merge(args)
+    if args._child == "export":
+        return child_export(args)
+
+    cache = Path(args.cache)
+    shapes = QUICK if args.quick else FULL
+    repeats = 3 if args.quick else args.repeats
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    for dtype_name in (["bf16", "fp32"] if args.dtype == "both" else [args.dtype]):
+        dirs = build_pool(cache, shapes, dtype_name, args.checkpoints)
+        warm_page_cache(dirs)
+        if args.device != "cpu":
+            run_child("merge", dirs, dtype_name, 0, False, repeats, device=args.device)
+            run_child("merge", dirs, dtype_name, 0, False, repeats, ["--_staged"], device=args.device)
+            continue
+        configs = [(1, True)] if args.quick else [(t, thp) for t in thread_counts for thp in (True, False)]
+        for threads, thp in configs:
+            run_child("merge", dirs, dtype_name, threads, thp, repeats)
+        if len(dirs) > 2:  # the working set must not grow with the number of checkpoints
+            run_child("merge", dirs[:2], dtype_name, 1, True, repeats, ["--_working-set-only"])
+        run_child("export", dirs, dtype_name, 1, True, repeats,
+                  ["--_export-dir", str(cache / f"export-{dtype_name}")])
+
+
+if __name__ == "__main__":
+    main()

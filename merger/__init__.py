@@ -1,0 +1,48 @@
+"""Checkpoint pools, merge methods and export.
+
+    pool = CheckpointPool.open(spec.pool, allowed_roots=[...])   # mmap, validated
+    method = make_method(pool, spec.merge)                        # keep one per thread
+    out = allocate_outputs(pool)                                  # or a model's tensors
+    method.merge_into(weights, out)                               # in place, no allocation
+    export_merge(pool, spec.merge, weights, "runs/best")          # HF dir + mergekit.yaml
+"""
+
+from merger.errors import ExportError, ExportExistsError, MergerError, MethodError, PoolError, WeightsError
+from merger.export import export_merge, mergekit_config
+from merger.locate import within_roots
+from merger.methods import (
+    MERGE_METHODS,
+    Linear,
+    MergeMethod,
+    Scratch,
+    allocate_outputs,
+    get_method,
+    linear_combination,
+    make_method,
+    merge_into,
+    register_method,
+)
+from merger.pool import CheckpointPool
+
+__all__ = [
+    "MERGE_METHODS",
+    "CheckpointPool",
+    "ExportError",
+    "ExportExistsError",
+    "Linear",
+    "MergeMethod",
+    "MergerError",
+    "MethodError",
+    "PoolError",
+    "Scratch",
+    "WeightsError",
+    "allocate_outputs",
+    "export_merge",
+    "get_method",
+    "linear_combination",
+    "make_method",
+    "merge_into",
+    "mergekit_config",
+    "register_method",
+    "within_roots",
+]

@@ -1,0 +1,200 @@
+"""Export a merge as a loadable HF model directory, plus a mergekit YAML that reproduces it.
+
+The merge is streamed tensor by tensor into the safetensors files, so peak memory is
+one tensor (the largest), never a whole merged model. Everything is written to a
+temporary directory beside the target and renamed into place at the end: a crash
+never leaves a half export under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import yaml
+
+from contracts.models import MergeSpec
+
+from merger.errors import ExportError, ExportExistsError
+from merger.methods import MergeMethod, make_method
+from merger.pool import CheckpointPool
+from merger.safetensors_mmap import write_file
+
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+# Copied from the pool's config directory when present (tokenizer and generation setup).
+COPIED_FILES = (
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+)
+DTYPE_CONFIG_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+
+
+def export_merge(
+    pool: CheckpointPool,
+    spec: MergeSpec,
+    weights: Sequence[float],
+    out_dir: str | Path,
+    dtype: torch.dtype | None = None,
+    max_shard_bytes: int = 2 * 1024**3,
+    metadata: dict | None = None,
+) -> Path:
+    """Write the merge to `out_dir` (which must not exist, or be empty) and return it.
+
+    `dtype` casts the floating tensors (None keeps the pool's). The directory holds
+    `model.safetensors` (or HF shards + index), the pool's config.json (dtype updated),
+    generation and tokenizer files, and `mergekit.yaml`.
+    """
+    method = make_method(pool, spec)
+    checked = method.check_weights(weights)  # fail before touching the disk
+    if dtype is not None and dtype not in DTYPE_CONFIG_NAMES:
+        raise ExportError(f"export dtype must be one of {', '.join(DTYPE_CONFIG_NAMES.values())}, got {dtype}")
+    if max_shard_bytes <= 0:
+        raise ExportError(f"max_shard_bytes must be positive, got {max_shard_bytes}")
+    out_dir = Path(out_dir).expanduser().absolute()
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ExportExistsError(f"export target {out_dir} already exists and is not empty: refusing to overwrite it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        _write_weights(method, checked, tmp, dtype, max_shard_bytes, metadata)
+        _copy_model_files(pool, tmp, dtype)
+        out_dtype = dtype or pool.float_dtype or torch.float32
+        (tmp / "mergekit.yaml").write_text(mergekit_yaml(pool, spec, checked, out_dtype))
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private
+        os.rename(tmp, out_dir)  # atomic; replaces an empty directory, fails on a filled one
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _write_weights(
+    method: MergeMethod,
+    weights: list[float],
+    tmp: Path,
+    dtype: torch.dtype | None,
+    max_shard_bytes: int,
+    metadata: dict | None,
+) -> None:
+    pool = method.pool
+    prepared = method.prepare(weights)
+
+    def out_dtype(name: str) -> torch.dtype:
+        own = pool.dtype(name)
+        return dtype if dtype is not None and own.is_floating_point else own
+
+    entries = [(name, out_dtype(name), tuple(pool.shape(name))) for name in pool.tensor_names]
+    sizes = {name: math.prod(shape) * dt.itemsize for name, dt, shape in entries}
+    shards = plan_shards([(e, sizes[e[0]]) for e in entries], max_shard_bytes)
+    file_names = (
+        [SINGLE_FILE] if len(shards) == 1 else [f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
+    )
+
+    # One byte buffer, reused for every tensor: the only merged data ever in memory.
+    buffer = torch.empty(max(sizes.values(), default=0), dtype=torch.uint8)
+
+    def fill(name: str, dt: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+        view = buffer[: sizes[name]].view(dt).view(shape)
+        with torch.no_grad():
+            method.merge_tensor(prepared, name, view, method.scratch)
+        return view
+
+    file_metadata = _file_metadata(pool, method, weights, metadata)
+    for file_name, shard in zip(file_names, shards):
+        with open(tmp / file_name, "wb") as f:
+            write_file(f, shard, fill, file_metadata)
+    if len(shards) > 1:
+        index = {
+            "metadata": {"total_size": sum(sizes.values())},
+            "weight_map": {name: file_names[i] for i, shard in enumerate(shards) for name, _, _ in shard},
+        }
+        (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+def plan_shards(items: list[tuple[object, int]], max_shard_bytes: int) -> list[list]:
+    """Group items in order into shards of at most max_shard_bytes (a larger item gets its own)."""
+    shards: list[list] = [[]]
+    size = 0
+    for item, nbytes in items:
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(item)
+        size += nbytes
+    return shards
+
+
+def _file_metadata(pool: CheckpointPool, method: MergeMethod, weights: list[float], extra: dict | None) -> dict[str, str]:
+    # safetensors metadata is str -> str; "format": "pt" is what transformers expects.
+    meta = {
+        "recycle.method": method.name,
+        "recycle.base": method.spec.base or "",
+        "recycle.checkpoints": json.dumps(pool.names),
+        "recycle.weights": json.dumps(weights),
+    }
+    for key, value in (extra or {}).items():
+        meta[str(key)] = value if isinstance(value, str) else json.dumps(value)
+    meta["format"] = "pt"
+    return meta
+
+
+def _copy_model_files(pool: CheckpointPool, tmp: Path, dtype: torch.dtype | None) -> None:
+    src = pool.config_dir
+    if src is None:
+        return  # single-file pools carry no config: the export is weights + YAML only
+    config = json.loads((src / "config.json").read_text())
+    if dtype is not None and dtype != pool.float_dtype:
+        keys = [k for k in ("torch_dtype", "dtype") if k in config] or ["dtype"]
+        for key in keys:
+            config[key] = DTYPE_CONFIG_NAMES[dtype]
+    (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    names = [n for n in COPIED_FILES if (src / n).is_file()]
+    names += sorted(p.name for p in src.glob("chat_template*") if p.is_file())
+    for name in names:
+        shutil.copyfile(src / name, tmp / name)
+
+
+def mergekit_config(pool: CheckpointPool, spec: MergeSpec, weights: list[float], out_dtype: torch.dtype) -> dict:
+    """mergekit's description of the same merge (`mergekit-yaml mergekit.yaml OUT`)."""
+    pool_dtype = pool.float_dtype or torch.float32
+    # mergekit merges in `dtype` and writes `out_dtype`. We sum in the pool dtype only
+    # when told to and the output keeps it; else in fp32 (see linear_combination).
+    compute = pool_dtype if spec.accumulate == "pool" and out_dtype == pool_dtype else torch.float32
+    models = [
+        {"model": str(path), "parameters": {"weight": w}}
+        for name, path, w in zip(pool.names, pool.paths, weights)
+        if name != spec.base
+    ]
+    if spec.base is None:
+        config: dict = {"merge_method": "linear", "models": models}
+    else:
+        base_path = pool.paths[pool.names.index(spec.base)]
+        config = {"merge_method": "task_arithmetic", "base_model": str(base_path), "models": models}
+    config["parameters"] = {"normalize": spec.normalize}
+    config["dtype"] = DTYPE_CONFIG_NAMES.get(compute, "float32")
+    if out_dtype != compute:
+        config["out_dtype"] = DTYPE_CONFIG_NAMES[out_dtype]
+    return config
+
+
+def mergekit_yaml(pool: CheckpointPool, spec: MergeSpec, weights: list[float], out_dtype: torch.dtype) -> str:
+    header = (
+        f"# Written by recycle: this merge of pool {pool.spec.name!r} with mergekit.\n"
+        "# Reproduce with: mergekit-yaml mergekit.yaml OUTPUT_DIR\n"
+        "# Weights are already clipped and normalized when normalize is true.\n"
+    )
+    return header + yaml.safe_dump(mergekit_config(pool, spec, weights, out_dtype), sort_keys=False)
