@@ -59,8 +59,8 @@ def compare(results: list[TrialResult], objectives: list[Objective]) -> Comparis
     return Comparison(
         best_single=best(singles, "report"),
         uniform=best([r for r in ok if r.proposal.source == "uniform"], "report"),
-        greedy=best([r for r in ok if r.proposal.source == "greedy"], "search"),
-        best_merge=best(merges, "search"),
+        greedy=best([r for r in ok if r.proposal.source == "greedy"], "scores"),
+        best_merge=best(merges, "scores"),
         objectives=objectives,
     )
 

@@ -1,0 +1,149 @@
+"""Tasks, the resident model and Evaluator.evaluate on the real (tiny, trained) demo pool."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from contracts import Proposal, SearchSpec, TaskSpec
+from evaluator import Evaluator
+from evaluator.data import TaskDataError, split_of
+from evaluator.tasks import LanguageModelLoss, MultipleChoice
+
+
+def proposal(weights, number=0) -> Proposal:
+    return Proposal(search_id="s", trial_id=Proposal.make_trial_id("s", number), number=number,
+                    weights=tuple(weights), source="test")
+
+
+@pytest.fixture(scope="module")
+def spec(demo_pool) -> SearchSpec:
+    return SearchSpec(pool=demo_pool.pool, tasks=demo_pool.tasks, budget=4)
+
+
+@pytest.fixture(scope="module")
+def evaluator(spec) -> Evaluator:
+    return Evaluator(spec)
+
+
+def reference_loss(model, task: LanguageModelLoss, split: str) -> float:
+    """Plain per-window loop with transformers' own loss, token-weighted."""
+    input_ids, mask = task.windows[split]
+    nll, tokens = 0.0, 0
+    with torch.no_grad():
+        for ids, m in zip(input_ids, mask):
+            n = int(m.sum())
+            out = model(input_ids=ids[None, :n], labels=ids[None, :n])
+            nll += out.loss.item() * (n - 1)
+            tokens += n - 1
+    return nll / tokens
+
+
+def test_single_checkpoint_scores_match_a_model_loaded_from_disk(evaluator, demo_pool):
+    index = 1
+    result = evaluator.evaluate(proposal([1.0 if i == index else 0.0 for i in range(len(demo_pool.pool.names))]))
+    assert result.status.value == "ok", result.error
+    model = AutoModelForCausalLM.from_pretrained(demo_pool.pool.checkpoints[index].path).eval()
+    task = evaluator.tasks[0]
+    assert result.scores[task.name] == pytest.approx(reference_loss(model, task, "search"), rel=1e-4)
+    assert result.report[task.name] == pytest.approx(reference_loss(model, task, "report"), rel=1e-4)
+    assert result.merge_seconds > 0 and result.total_seconds >= result.eval_seconds
+
+
+def test_merging_writes_into_the_same_model_every_trial(evaluator):
+    pointers = {name: t.data_ptr() for name, t in evaluator.resident.targets.items()}
+    model = evaluator.resident.model
+    n = len(evaluator.pool.names)
+    first = evaluator.evaluate(proposal([1.0 / n] * n))
+    second = evaluator.evaluate(proposal([1.0] + [0.0] * (n - 1), number=1))
+    assert evaluator.resident.model is model
+    assert {name: t.data_ptr() for name, t in evaluator.resident.targets.items()} == pointers
+    assert first.scores != second.scores
+
+
+def test_a_bad_trial_fails_with_its_reason(evaluator):
+    result = evaluator.evaluate(proposal([1.0, 2.0]))  # wrong count
+    assert result.status.value == "failed" and "weights" in result.error
+    zeros = evaluator.evaluate(proposal([0.0] * len(evaluator.pool.names)))
+    assert zeros.status.value == "failed"
+
+
+def test_splits_never_share_a_document(demo_pool):
+    task = demo_pool.tasks[0]
+    texts = [json.loads(line)["text"] for line in open(task.path)]
+    splits = {split_of(text, task) for text in texts}
+    assert splits == {"search", "report"}
+    other_seed = task.model_copy(update={"split_seed": 1})
+    assert [split_of(t, task) for t in texts] != [split_of(t, other_seed) for t in texts]
+
+
+def continuation_logprob(model, tokenizer, context: str, choice: str) -> float:
+    """Straightforward reference: one unbatched forward per choice."""
+    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    choice_ids = tokenizer(choice, add_special_tokens=False)["input_ids"]
+    sequence = (context_ids + choice_ids)[-model.config.n_positions :]  # the context is cut from the left
+    start = len(sequence) - len(choice_ids)
+    with torch.no_grad():
+        logprobs = model(input_ids=torch.tensor([sequence])).logits.log_softmax(-1)[0]
+    return sum(logprobs[start + i - 1, t].item() for i, t in enumerate(choice_ids))
+
+
+def test_multiple_choice_accuracy(demo_pool, tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(demo_pool.pool.checkpoints[0].path)
+    model = AutoModelForCausalLM.from_pretrained(demo_pool.pool.checkpoints[0].path).eval()
+    texts = [json.loads(line)["text"] for line in open(demo_pool.tasks[0].path)]
+    # The real continuation vs. letter soup of the same shape: a trained model must prefer the real text.
+    soup = random.Random(0)
+    rows = []
+    for i, text in enumerate(texts[:60]):
+        words = text.split()
+        if len(words) < 12:
+            continue
+        context, true = " ".join(words[:8]), " " + " ".join(words[8:12])
+        fake = "".join(c if c == " " else soup.choice("qxzjkvwy") for c in true)
+        choices = [true, fake] if i % 2 else [fake, true]
+        rows.append({"context": context, "choices": choices, "answer": choices.index(true)})
+    path = tmp_path / "mc.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    spec = TaskSpec(name="mc", kind="multiple_choice", path=str(path), report_fraction=0.5, max_items=60)
+    task = MultipleChoice(spec, tokenizer, max_positions=model.config.n_positions)
+    search_rows = [r for r in rows if split_of(r["context"] + "\0" + "\0".join(r["choices"]), spec) == "search"]
+    expected = sum(
+        max(range(2), key=lambda c: continuation_logprob(model, tokenizer, r["context"], r["choices"][c])) == r["answer"]
+        for r in search_rows
+    ) / len(search_rows)
+    assert task.score(model, "search") == pytest.approx(expected)
+    assert task.score(model, "search") > 0.8 and task.score(model, "report") > 0.8
+    assert spec.direction.value == "maximize"
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("", "empty"),
+        ("{not json}\n", "not valid JSON"),
+        ('{"context": "a", "choices": ["x"], "answer": 0}\n', "2+"),
+        ('{"context": "a", "choices": ["x", "y"], "answer": 5}\n', "answer"),
+    ],
+)
+def test_bad_multiple_choice_files_are_refused(demo_pool, tmp_path, content, words):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    tokenizer = AutoTokenizer.from_pretrained(demo_pool.pool.checkpoints[0].path)
+    with pytest.raises(TaskDataError, match=words):
+        MultipleChoice(TaskSpec(name="mc", kind="multiple_choice", path=str(path)), tokenizer, 128)
+
+
+def test_losses_are_finite_and_specialists_differ(evaluator, demo_pool):
+    n = len(demo_pool.pool.names)
+    results = [evaluator.evaluate(proposal([1.0 if i == j else 0.0 for i in range(n)], number=j)) for j in range(n)]
+    for result in results:
+        assert all(math.isfinite(v) for v in result.scores.values())
+    # Each task's best single checkpoint is not the same checkpoint for every task.
+    best = {task: min(range(n), key=lambda j: results[j].scores[task]) for task in results[0].scores}
+    assert len(set(best.values())) > 1
