@@ -95,17 +95,19 @@ def build_demo_pool(
     (cache_dir / "tasks").mkdir(parents=True)
 
     with _quiet_and_few_threads():
-        stats = _build(cache_dir, cfg, seed, log)
+        stats = _build(cache_dir, scale, seed, log)
     stats["seconds"] = round(time.perf_counter() - started, 1)
     _write_json(marker, {"key": key, "scale": asdict(cfg), "stats": stats})
     log(f"demo pool ({scale}) built in {stats['seconds']:.0f}s at {cache_dir}")
     return _specs(cache_dir, scale, cfg)
 
 
-def _build(cache_dir: Path, cfg: Scale, seed: int, log) -> dict:
-    train, evaluation = {}, {}
+def split_corpora(scale: str, seed: int) -> dict[str, tuple[list[str], list[str]]]:
+    """Per domain, (training documents, evaluation documents) as the build uses them."""
+    cfg = SCALES[scale]
+    splits = {}
     for domain, sources in corpora.DOMAINS.items():
-        train[domain], evaluation[domain] = corpora.split_domain(
+        train, evaluation = corpora.split_domain(
             list(sources()),
             n_eval=cfg.eval_docs,
             n_train=cfg.train_docs,
@@ -114,13 +116,21 @@ def _build(cache_dir: Path, cfg: Scale, seed: int, log) -> dict:
             seed=seed,
         )
         # Shuffled so that the evaluator's first windows come from many sources.
-        random.Random(f"{seed}:{domain}").shuffle(evaluation[domain])
-        with (cache_dir / "tasks" / f"{domain}.jsonl").open("w", encoding="utf-8") as out:
-            out.writelines(json.dumps({"text": text}) + "\n" for text in evaluation[domain])
-        log(f"corpus {domain}: {len(train[domain])} train / {len(evaluation[domain])} eval documents")
+        random.Random(f"{seed}:{domain}").shuffle(evaluation)
+        splits[domain] = train, evaluation
+    return splits
 
-    tokenizer = _train_tokenizer([doc for docs in train.values() for doc in docs], cfg)
-    streams = {domain: _token_stream(tokenizer, docs) for domain, docs in train.items()}
+
+def _build(cache_dir: Path, scale: str, seed: int, log) -> dict:
+    cfg = SCALES[scale]
+    splits = split_corpora(scale, seed)
+    for domain, (train, evaluation) in splits.items():
+        with (cache_dir / "tasks" / f"{domain}.jsonl").open("w", encoding="utf-8") as out:
+            out.writelines(json.dumps({"text": text}) + "\n" for text in evaluation)
+        log(f"corpus {domain}: {len(train)} train / {len(evaluation)} eval documents")
+
+    tokenizer = _train_tokenizer([doc for train, _ in splits.values() for doc in train], cfg)
+    streams = {domain: _token_stream(tokenizer, train) for domain, (train, _) in splits.items()}
     log(f"tokenizer: {len(tokenizer)} tokens; train tokens " + ", ".join(f"{d} {len(s)}" for d, s in streams.items()))
 
     torch.manual_seed(seed)

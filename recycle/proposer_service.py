@@ -57,6 +57,7 @@ class ProposerService:
                 continue
             driver = self.driver(search_id)
             self.fail_overdue(driver)
+            self.export_gauges(driver)
             if driver.finished:
                 self.store.set_status(search_id, SearchStatus.completed)
                 log.info("search %s completed: %s trials", search_id, driver.summary()["done"])
@@ -64,7 +65,7 @@ class ProposerService:
                 continue
             if status is SearchStatus.running:
                 self.top_up(driver)
-            self.export_gauges(driver)
+                self.metrics.in_flight.labels(search_id).set(driver.in_flight)
         self.metrics.queue_depth.set(self.store.redis.llen(keys.TRIALS_QUEUE))
 
     def driver(self, search_id: str) -> SearchDriver:

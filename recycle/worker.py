@@ -111,11 +111,12 @@ def merge_and_evaluate(payload: dict) -> None:
 def run_worker(concurrency: int, metrics_port: int | None, loglevel: str = "INFO") -> None:
     """Start the metrics endpoint (multiprocess mode) and the Celery worker (prefork)."""
     if metrics_port:
-        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
-
+        # prometheus_client picks multiprocess mode when first imported: set the directory before.
         directory = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="recycle-metrics-"))
         shutil.rmtree(directory, ignore_errors=True)  # stale files of a previous run would add up
         os.makedirs(directory, exist_ok=True)
+        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         start_http_server(metrics_port, registry=registry)
