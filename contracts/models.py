@@ -109,8 +109,9 @@ class TaskSpec(Frozen):
 StrategyName = Literal["tpe", "cmaes", "random"]
 
 
-class SearchSpec(Frozen):
-    pool: PoolSpec
+class SearchOptions(Frozen):
+    """Everything that defines a search except the pool (the API names the pool by id)."""
+
     tasks: tuple[TaskSpec, ...] = Field(min_length=1, max_length=32)
     strategy: StrategyName = "tpe"
     # Total trials, baselines included.
@@ -132,15 +133,19 @@ class SearchSpec(Frozen):
             raise ValueError("task names must be unique")
         return tasks
 
+    @property
+    def objectives(self) -> list[Objective]:
+        return [t.objective for t in self.tasks]
+
+
+class SearchSpec(SearchOptions):
+    pool: PoolSpec
+
     @model_validator(mode="after")
     def _base_in_pool(self) -> "SearchSpec":
         if self.merge.base is not None and self.merge.base not in self.pool.names:
             raise ValueError(f"merge base {self.merge.base!r} is not a checkpoint of the pool")
         return self
-
-    @property
-    def objectives(self) -> list[Objective]:
-        return [t.objective for t in self.tasks]
 
 
 def _check_finite(values: tuple[float, ...] | dict[str, float], what: str):
