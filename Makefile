@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench-merge bench-search bench-stack clean
+.PHONY: venv demo test bench-merge bench-faults bench-search bench-stack clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,9 @@ test: $(STAMP)
 
 bench-merge: $(STAMP)
 	$(BIN)/python bench/merge.py
+
+bench-faults: $(STAMP)
+	$(BIN)/python bench/faults.py
 
 bench-search: $(STAMP)
 	$(BIN)/python bench/search.py

@@ -8,6 +8,7 @@ from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from api.errors import register_error_handlers
+from api.pages import blueprint as pages
 from api.routes import blueprint
 from api.services import Services
 
@@ -16,7 +17,9 @@ MAX_BODY_BYTES = 1024 * 1024
 
 def create_app(settings, store, services: Services, registry: CollectorRegistry | None = None, metrics=None) -> Flask:
     """`metrics` is an ApiMetrics bound to `registry`; both optional (then /metrics is empty)."""
-    app = Flask("recycle.api")
+    # No app-level static or template folder: the pages blueprint serves its own from
+    # the package, never files from wherever the server happens to be started.
+    app = Flask("recycle.api", static_folder=None, template_folder=None)
     app.config.update(
         RECYCLE_SETTINGS=settings,
         RECYCLE_STORE=store,
@@ -27,6 +30,7 @@ def create_app(settings, store, services: Services, registry: CollectorRegistry 
     registry = registry or CollectorRegistry()
     register_error_handlers(app)
     app.register_blueprint(blueprint)
+    app.register_blueprint(pages)
 
     @app.get("/metrics")
     def metrics_endpoint():

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Flask, jsonify
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 
 
@@ -33,7 +37,24 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):
-        return jsonify({"error": error.description or error.name}), error.code
+        # Werkzeug's own response, with a JSON body: it keeps the headers the status needs
+        # (a 405 must list the allowed methods in Allow, RFC 9110).
+        message = error.description or error.name
+        if error.code == 413:  # Werkzeug's text does not say which limit
+            message = f"the request body is larger than the limit of {app.config.get('MAX_CONTENT_LENGTH')} bytes"
+        response = error.get_response()
+        response.set_data(json.dumps({"error": message}))
+        response.content_type = "application/json"
+        return response
+
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def _store_unavailable(error: Exception):
+        # Redis restarting or out of reach: a temporary condition, not a bug; retry later.
+        app.logger.warning("store unavailable: %s", error)
+        response = jsonify({"error": "the store (Redis) is unavailable; retry shortly"})
+        response.headers["Retry-After"] = "5"
+        return response, 503
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

@@ -32,13 +32,17 @@ ERRORS = {
     "404": answer("not found", ERROR),
     "413": answer("body too large", ERROR),
     "422": answer("invalid input: the message names the problem", ERROR),
+    "503": answer("the store (Redis) is unavailable; retry shortly", ERROR),
 }
 SEARCH_ID = {"name": "search_id", "in": "path", "required": True, "schema": {"type": "string"}}
 POOL_ID = {"name": "pool_id", "in": "path", "required": True, "schema": {"type": "string"}}
 BEARER = [{"bearer": []}]
 
 
-def operation(summary: str, responses: dict, request: dict | None = None, params=(), secured=False, errors=()) -> dict:
+def operation(summary: str, responses: dict, request: dict | None = None, params=(), secured=False, errors=(),
+              store=True) -> dict:
+    """`store`: the operation reads or writes the store, so it answers 503 while Redis is down."""
+    errors = (*errors, "503") if store else errors
     op = {"summary": summary, "responses": {**responses, **{code: ERRORS[code] for code in errors}}}
     if request:
         op["requestBody"] = body(request)
@@ -55,6 +59,12 @@ def openapi_document() -> dict:
         [(PoolCreate, "validation"), (SearchCreate, "validation"), (ExportRequest, "validation"), (TrialResult, "serialization")],
         ref_template=REF,
     )
+    # MergeSpec's model validator, said in JSON Schema: a merge against a base needs
+    # "normalize": false (pydantic does not derive this from a validator).
+    schemas["$defs"]["MergeSpec"].update({
+        "if": {"required": ["base"], "properties": {"base": {"type": "string"}}},
+        "then": {"required": ["normalize"], "properties": {"normalize": {"const": False}}},
+    })
     reads = ("401", "404")
     action = {"name": "action", "in": "path", "required": True, "schema": {"type": "string", "enum": ["pause", "resume", "cancel"]}}
     return {
@@ -67,7 +77,7 @@ def openapi_document() -> dict:
         "paths": {
             "/healthz": {"get": operation("liveness and store reachability", {"200": answer("ok")})},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "exposition text", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-            "/openapi.json": {"get": operation("this document", {"200": answer("OpenAPI document")})},
+            "/openapi.json": {"get": operation("this document", {"200": answer("OpenAPI document")}, store=False)},
             "/v1/pools": {
                 "post": operation("register and validate a checkpoint pool", {"201": answer("pool id and facts")},
                                   request=ref("PoolSpec"), secured=True, errors=("400", "401", "413", "422")),
@@ -93,13 +103,15 @@ def openapi_document() -> dict:
             "/v1/searches/{search_id}/front": {"get": operation("the Pareto front on the search split", {"200": answer("front")}, params=[SEARCH_ID], errors=reads)},
             "/v1/searches/{search_id}/{action}": {
                 "post": {
-                    **operation("pause, resume or cancel", {"200": answer("new status")}, params=[SEARCH_ID, action], secured=True, errors=("401", "404")),
-                    "responses": {"200": answer("new status"), "401": ERRORS["401"], "404": ERRORS["404"], "409": answer("not allowed in the current status", ERROR)},
+                    **operation("pause, resume or cancel", {"200": answer("new status"), "409": answer("not allowed in the current status", ERROR)},
+                                params=[SEARCH_ID, action], secured=True, errors=("401", "404")),
                 }
             },
             "/v1/searches/{search_id}/export": {
                 "post": {
-                    **operation("export one trial's merge as an HF directory + mergekit YAML", {"201": answer("where it was written")},
+                    **operation("export one trial's merge as an HF directory + mergekit YAML",
+                                {"201": answer("where it was written"),
+                                 "409": answer("the trial failed, or its merge cannot be exported", ERROR)},
                                 request=ref("ExportRequest"), params=[SEARCH_ID], secured=True, errors=("400", "401", "404", "413", "422")),
                 }
             },

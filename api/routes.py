@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import secrets
 import time
 
@@ -13,6 +15,7 @@ from api.errors import ApiError
 from api.openapi import openapi_document
 from api.schemas import ExportRequest, PoolCreate, SearchCreate
 from api.services import InputError
+from api.views import search_view
 from contracts import SearchStatus, TrialStatus
 from proposer import summarize_search
 
@@ -34,11 +37,37 @@ def services():
     return current_app.config["RECYCLE_SERVICES"]
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
 def json_body() -> dict:
-    body = request.get_json(silent=True)
+    """The body as a JSON object: strict JSON (Python's parser would take NaN and Infinity),
+    and nesting too deep for the parser is a 400 like any other malformed body, not a 500."""
+    if not request.is_json:
+        raise ApiError(400, "the request body must be a JSON object (Content-Type: application/json)")
+    try:
+        body = json.loads(request.get_data(), parse_constant=_no_constant)
+    except RecursionError:
+        raise ApiError(400, "the request body is not usable JSON: nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ApiError(400, f"the request body is not valid JSON: {str(error)[:200]}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object (Content-Type: application/json)")
     return body
+
+
+def int_arg(name: str, default: int) -> int:
+    """A query parameter that must be an integer when given (no silent fallback to the default)."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        if re.fullmatch(r"-?[0-9]+", raw):  # int() alone would also take " 7", "1_000", "٣"
+            return int(raw)
+    except ValueError:  # more digits than Python converts
+        pass
+    raise ApiError(400, f"query parameter {name} must be an integer, got {raw[:40]!r}")
 
 
 def pool_id_for(pool) -> str:
@@ -51,20 +80,6 @@ def find_search(search_id: str):
     if spec is None:
         raise ApiError(404, f"no search {search_id!r}")
     return spec
-
-
-def search_view(search_id: str, spec) -> dict:
-    proposals, results = store().proposals(search_id), store().results(search_id)
-    return {
-        "id": search_id,
-        "status": store().get_status(search_id).value,
-        "pool": spec.pool.name,
-        "strategy": spec.strategy,
-        "budget": spec.budget,
-        "concurrency": spec.concurrency,
-        "objectives": [o.model_dump(mode="json") for o in spec.objectives],
-        **summarize_search(spec, proposals, results),
-    }
 
 
 @blueprint.get("/healthz")
@@ -121,7 +136,7 @@ def create_search():
     search_id = time.strftime("s%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     store().create_search(search_id, spec)
     store().set_status(search_id, SearchStatus.running)
-    return jsonify(search_view(search_id, spec)), 201
+    return jsonify(search_view(store(), search_id, spec)), 201
 
 
 @blueprint.get("/v1/searches")
@@ -130,22 +145,21 @@ def list_searches():
     views = []
     for search_id in store().list_searches():
         spec = store().get_search(search_id)
-        views.append(search_view(search_id, spec))
+        views.append(search_view(store(), search_id, spec))
     return jsonify({"searches": views})
 
 
 @blueprint.get("/v1/searches/<search_id>")
 @require_read_access
 def get_search(search_id: str):
-    return jsonify(search_view(search_id, find_search(search_id)))
+    return jsonify(search_view(store(), search_id, find_search(search_id)))
 
 
 @blueprint.get("/v1/searches/<search_id>/trials")
 @require_read_access
 def list_trials(search_id: str):
     find_search(search_id)
-    offset = request.args.get("offset", 0, type=int)
-    limit = request.args.get("limit", 1000, type=int)
+    offset, limit = int_arg("offset", 0), int_arg("limit", 1000)
     if offset < 0 or not 1 <= limit <= 10_000:
         raise ApiError(400, "offset must be >= 0 and limit between 1 and 10000")
     results = store().results(search_id)
@@ -163,7 +177,9 @@ def get_front(search_id: str):
     return jsonify({"hypervolume": summary["hypervolume"], "front": [r.model_dump(mode="json") for r in results]})
 
 
-@blueprint.post("/v1/searches/<search_id>/<action>")
+# Only the three actions match: a catch-all <action> would also claim POST .../trials and
+# .../front (401/404 instead of 405, and an Allow header listing POST for them).
+@blueprint.post("/v1/searches/<search_id>/<any(pause, resume, cancel):action>")
 @require_token
 def change_status(search_id: str, action: str):
     if action not in TRANSITIONS:

@@ -14,12 +14,15 @@ never disagree, however the proposer is interrupted.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import redis
 
 from contracts import PoolSpec, Proposal, SearchSpec, SearchStatus, TrialResult, keys
 from proposer.store import SearchExists, SearchStore, UnknownSearch
+
+log = logging.getLogger("recycle.proposer")
 
 # Each write checks that its search exists (KEYS[1] is the search hash): -1 means unknown.
 RECORD_ONCE = """
@@ -110,6 +113,10 @@ class RedisStore(SearchStore):
         raw = self.redis.hgetall(keys.proposals(search_id))
         return sorted((Proposal.model_validate_json(v) for v in raw.values()), key=lambda p: p.number)
 
+    def get_proposal(self, search_id: str, trial_id: str) -> Proposal | None:
+        raw = self.redis.hget(keys.proposals(search_id), trial_id)
+        return Proposal.model_validate_json(raw) if raw else None
+
     def mark_sent(self, search_id: str, trial_id: str, at: float) -> None:
         self._in_search(self._hset_in_search, search_id, keys.sent(search_id), trial_id, repr(at))
 
@@ -168,16 +175,28 @@ class ResultsStream:
             if "BUSYGROUP" not in str(error):
                 raise
 
-    def read(self, block_ms: int, count: int = 100) -> list[tuple[str, TrialResult]]:
-        """Entries this consumer was given but never acknowledged first, then new ones."""
+    def read(self, block_ms: int, count: int = 100) -> list[tuple[str, TrialResult | None]]:
+        """Entries this consumer was given but never acknowledged first, then new ones.
+
+        An entry that is not a valid TrialResult comes back as None (logged): the caller
+        acknowledges it like any other, so one bad entry cannot stall the stream forever.
+        """
         self.ensure_group()
         for start in ("0", ">"):
             reply = self.redis.xreadgroup(self.GROUP, self.consumer, {self.key: start}, count=count,
                                           block=None if start == "0" else block_ms)
             entries = reply[0][1] if reply else []
             if entries:
-                return [(entry_id.decode(), TrialResult.model_validate_json(fields[b"result"])) for entry_id, fields in entries]
+                return [(entry_id.decode(), self._parse(entry_id, fields)) for entry_id, fields in entries]
         return []
+
+    @staticmethod
+    def _parse(entry_id: bytes, fields: dict) -> TrialResult | None:
+        try:
+            return TrialResult.model_validate_json(fields[b"result"])
+        except (KeyError, ValueError) as error:  # pydantic's ValidationError is a ValueError
+            log.error("results entry %s is not a trial result, dropped: %s", entry_id.decode(), str(error)[:500])
+            return None
 
     def ack(self, entry_id: str) -> None:
         self.redis.xack(self.key, self.GROUP, entry_id)

@@ -63,6 +63,10 @@ class SearchStore(ABC):
     def proposals(self, search_id: str) -> list[Proposal]:
         """By trial number."""
 
+    def get_proposal(self, search_id: str, trial_id: str) -> Proposal | None:
+        """The stored proposal of one trial (workers check a message against it)."""
+        return next((p for p in self.proposals(search_id) if p.trial_id == trial_id), None)
+
     @abstractmethod
     def record_result(self, result: TrialResult) -> bool:
         """True if newly recorded; a second result for the same trial id is ignored."""

@@ -3,23 +3,60 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
+from typing import Sequence
 
 from api.services import InputError, Services
 from contracts import PoolSpec, SearchSpec, TrialResult
 from evaluator.data import TaskDataError
 from evaluator.tasks import make_task
-from merger import CheckpointPool, PoolError, WeightsError, export_merge, within_roots
+from merger import CheckpointPool, ExportExistsError, PoolError, WeightsError, export_merge, within_roots
+
+
+def export_trial(search_id: str, spec: SearchSpec, result: TrialResult, out: Path,
+                 allowed_roots: Sequence[str | Path] | None = None, dtype=None) -> Path:
+    """One trial's merge as an HF directory + mergekit.yaml + recycle.json (search, trial,
+    weights by checkpoint, scores), at `out` (which must not exist or be empty). Serves
+    the API's export route and `recycle export`. Raises the merger's PoolError,
+    WeightsError or ExportExistsError for bad input. `dtype`: a torch dtype to cast
+    the floating tensors to (None keeps the pool's)."""
+    pool = CheckpointPool.open(spec.pool, allowed_roots=allowed_roots)
+    try:
+        metadata = {"search_id": search_id, "trial_id": result.trial_id, "source": result.proposal.source,
+                    "weights": dict(zip(spec.pool.names, result.proposal.weights)),
+                    "scores": result.scores, "report": result.report, "exported_at": time.time()}
+        export_merge(pool, spec.merge, list(result.proposal.weights), out, dtype=dtype, metadata=metadata)
+        (Path(out) / "recycle.json").write_text(json.dumps(metadata, indent=2))
+    finally:
+        pool.close()
+    return Path(out)
+
+
+def usable_path(what: str, path: str) -> None:
+    """Refuse a path the server cannot take from a client: relative ones (resolved against
+    the server's working directory, or "~user" against a home it may not have) and ones no
+    file system call accepts (NUL, unpaired surrogates: the call would raise, a 500)."""
+    if not os.path.isabs(path):
+        raise InputError(f"{what}: the path must be absolute (it is read on the server), got {path[:100]!r}")
+    if "\x00" in path:
+        raise InputError(f"{what}: the path contains a NUL character")
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        raise InputError(f"{what}: the path is not a valid file name (unpaired surrogate)") from None
 
 
 def make_services(settings) -> Services:
     roots = list(settings.allowed_roots)
 
     def inspect_pool(pool: PoolSpec) -> dict:
+        for checkpoint in pool.checkpoints:
+            usable_path(f"checkpoint {checkpoint.name!r}", checkpoint.path)
         try:
             opened = CheckpointPool.open(pool, allowed_roots=roots)
-        except PoolError as error:
+        except (PoolError, OSError) as error:  # OSError: e.g. a file we may not read
             raise InputError(str(error)) from None
         try:
             return {"tensors": len(opened.tensor_names), "bytes_per_checkpoint": opened.nbytes,
@@ -32,6 +69,7 @@ def make_services(settings) -> Services:
         from transformers import AutoTokenizer
 
         for task in spec.tasks:
+            usable_path(f"task {task.name!r}", task.path)
             if not within_roots(task.path, roots):
                 raise InputError(f"task {task.name!r}: {task.path} is outside the allowed roots")
         pool = CheckpointPool.open(spec.pool, allowed_roots=roots)
@@ -44,21 +82,15 @@ def make_services(settings) -> Services:
         finally:
             pool.close()
 
-    def export_trial(search_id: str, spec: SearchSpec, result: TrialResult) -> Path:
+    def export_for_api(search_id: str, spec: SearchSpec, result: TrialResult) -> Path:
         out = Path(settings.data_dir) / "exports" / search_id / result.trial_id
         if out.exists():
             return out  # exports are deterministic: the same trial gives the same files
-        pool = CheckpointPool.open(spec.pool, allowed_roots=roots)
         try:
-            metadata = {"search_id": search_id, "trial_id": result.trial_id, "source": result.proposal.source,
-                        "weights": dict(zip(spec.pool.names, result.proposal.weights)),
-                        "scores": result.scores, "report": result.report, "exported_at": time.time()}
-            export_merge(pool, spec.merge, list(result.proposal.weights), out, metadata=metadata)
-            (out / "recycle.json").write_text(json.dumps(metadata, indent=2))
+            return export_trial(search_id, spec, result, out, allowed_roots=roots)
+        except ExportExistsError:
+            return out  # the same trial exported by a request that finished first
         except (PoolError, WeightsError) as error:
             raise InputError(str(error)) from None
-        finally:
-            pool.close()
-        return out
 
-    return Services(inspect_pool=inspect_pool, check_search=check_search, export_trial=export_trial)
+    return Services(inspect_pool=inspect_pool, check_search=check_search, export_trial=export_for_api)

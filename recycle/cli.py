@@ -1,4 +1,4 @@
-"""The `recycle` command: merge, run, demo (and the services, as they land)."""
+"""The `recycle` command: merge, run, demo, the services (api, proposer, worker), status, export."""
 
 from __future__ import annotations
 
@@ -190,7 +190,7 @@ def command_proposer(args) -> int:
         start_http_server(args.metrics_port, registry=registry)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    service = ProposerService(RedisStore.from_url(settings.redis_url), celery_sender(make_celery(settings.redis_url)), metrics)
+    service = ProposerService(RedisStore.from_url(settings.redis_url), celery_sender(make_celery(settings.redis_url, settings.broker_visibility_timeout_s)), metrics)
     service.run_forever(should_stop=lambda: bool(stopping))
     return 0
 
@@ -200,6 +200,128 @@ def command_worker(args) -> int:
 
     setup_logging()
     run_worker(concurrency=args.concurrency, metrics_port=args.metrics_port)
+    return 0
+
+
+def open_store(settings):
+    """The Redis store the services share (RECYCLE_REDIS_URL), or a clear error."""
+    import redis
+
+    from proposer.redis_store import RedisStore
+
+    store = RedisStore.from_url(settings.redis_url)
+    try:
+        store.ping()
+    except redis.RedisError as error:
+        raise UsageError(f"cannot reach Redis at {safe_url(settings.redis_url)} ({error}); set RECYCLE_REDIS_URL") from None
+    return store
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    import re
+
+    return re.sub(r"//[^@/]*@", "//***@", url)
+
+
+def find_search_spec(store, search_id: str):
+    spec = store.get_search(search_id)
+    if spec is None:
+        known = store.list_searches()
+        hint = f"; known: {', '.join(known[-5:])}" if known else "; the store has no searches"
+        raise UsageError(f"no search {search_id!r}{hint}")
+    return spec
+
+
+def command_status(args) -> int:
+    from rich.table import Table
+
+    from api.views import search_view
+
+    settings = Settings()
+    store = open_store(settings)
+    if args.search:
+        spec = find_search_spec(store, args.search)
+        view = search_view(store, args.search, spec)
+        if args.json:
+            print(json.dumps(view, indent=2))
+            return 0
+        best = view["best"] or {}
+        rate = view["trials_per_s"]
+        console.print(
+            f"[bold]{args.search}[/]  {view['status']}  {view['done'] + view['failed']}/{view['budget']} trials"
+            f" ({view['failed']} failed, {view['in_flight']} in flight)  {spec.strategy} on pool {spec.pool.name}"
+            + (f"  {rate:.2f} trials/s" if rate else "")
+        )
+        if best:
+            console.print(f"best macro-average {best['macro_average']:.4f} (trial {best['trial_id']}, {best['source']});"
+                          f" hypervolume {view['hypervolume'] or 0:.4f}")
+        results = store.results(args.search)
+        if any(r.status.value == "ok" for r in results):
+            report.print_front(results, spec.objectives, spec.pool.names, console)
+        else:
+            console.print("no finished trials yet")
+        return 0
+
+    views = [search_view(store, s, find_search_spec(store, s)) for s in reversed(store.list_searches())]
+    if args.json:
+        print(json.dumps(views, indent=2))
+        return 0
+    if not views:
+        console.print(f"no searches in {safe_url(settings.redis_url)}")
+        return 0
+    table = Table(title=f"searches in {safe_url(settings.redis_url)}, newest first",
+                  caption="trials: settled/budget; macro: mean task loss, search split (held-out: report split), lower is better")
+    table.add_column("search", no_wrap=True, min_width=max(len(v["id"]) for v in views))  # ids are never cut
+    for column in ["status", "pool", "strategy"]:
+        table.add_column(column)
+    for column in ["trials", "in flight", "trials/s", "best macro", "held-out", "hypervolume"]:
+        table.add_column(column, justify="right")
+    colours = {"running": "cyan", "paused": "yellow", "completed": "green", "failed": "red", "cancelled": "dim"}
+
+    def number(value, digits=4):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    for view in views:
+        best = view["best"] or {}
+        failed = f" ({view['failed']} failed)" if view["failed"] else ""
+        table.add_row(
+            view["id"], f"[{colours.get(view['status'], 'white')}]{view['status']}[/]", view["pool"], view["strategy"],
+            f"{view['done'] + view['failed']}/{view['budget']}{failed}", str(view["in_flight"]),
+            number(view["trials_per_s"], 2), number(best.get("macro_average")), number(best.get("report_macro_average")),
+            number(view["hypervolume"]),
+        )
+    console.print(table)
+    return 0
+
+
+def command_export(args) -> int:
+    from api.views import search_view
+    from contracts import Proposal, TrialStatus
+    from recycle.api_services import export_trial
+
+    settings = Settings()
+    store = open_store(settings)
+    spec = find_search_spec(store, args.search)
+    if args.trial == "best":
+        best = search_view(store, args.search, spec)["best"]
+        if best is None:
+            raise UsageError(f"search {args.search!r} has no successful trial yet")
+        trial_id = best["trial_id"]
+    elif args.trial.isdigit():
+        trial_id = Proposal.make_trial_id(args.search, int(args.trial))
+    else:
+        trial_id = args.trial
+    result = store.get_result(args.search, trial_id)
+    if result is None:
+        raise UsageError(f"search {args.search!r} has no result for trial {args.trial!r} (give a trial id, a number or 'best')")
+    if result.status is not TrialStatus.ok:
+        raise UsageError(f"trial {trial_id} failed ({result.error}); only successful trials can be exported")
+    out = export_trial(args.search, spec, result, Path(args.out), allowed_roots=settings.allowed_roots or None,
+                       dtype=torch_dtype(args.dtype))
+    weights = " ".join(f"{n}={w:.3f}" for n, w in zip(spec.pool.names, result.proposal.weights) if abs(w) > 0.0005)
+    console.print(f"exported trial {trial_id} ({result.proposal.source}) to {out}: HF directory, mergekit.yaml, recycle.json")
+    console.print(f"weights: {weights}")
     return 0
 
 
@@ -246,6 +368,18 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, default=1, help="worker processes (each keeps its own resident model)")
     worker.add_argument("--metrics-port", type=int, default=9102, help="Prometheus port (0: none)")
     worker.set_defaults(handler=command_worker)
+
+    status = commands.add_parser("status", help="list the searches in Redis, or show one search's front")
+    status.add_argument("search", nargs="?", help="a search id: show its progress and Pareto front")
+    status.add_argument("--json", action="store_true", help="print what the API's /v1/searches[/<id>] returns")
+    status.set_defaults(handler=command_status)
+
+    export = commands.add_parser("export", help="export one trial of a search as an HF directory + mergekit YAML")
+    export.add_argument("search", help="search id")
+    export.add_argument("trial", help="trial id, trial number, or 'best' (best macro-average on the search split)")
+    export.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    export.add_argument("--dtype", help="output dtype: float32, bfloat16, float16 (default: the pool's)")
+    export.set_defaults(handler=command_export)
     return parser
 
 

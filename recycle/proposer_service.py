@@ -15,14 +15,20 @@ import time
 from typing import Callable
 
 import redis
+from kombu.exceptions import OperationalError
 
 from contracts import Proposal, SearchSpec, SearchStatus, TrialResult, TrialStatus, keys
 from proposer import SearchDriver
 from proposer.redis_store import RedisStore, ResultsStream
+from proposer.store import UnknownSearch
 from recycle.metrics import ProposerMetrics
 
 log = logging.getLogger("recycle.proposer")
 Send = Callable[[Proposal, SearchSpec], None]
+# Redis (store and broker) out of reach: the store's client raises redis' errors (a Redis
+# still loading its AOF answers BusyLoadingError, a ConnectionError), Celery's producer
+# raises kombu's OperationalError once its own short retries are spent.
+UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, OperationalError)
 
 
 def celery_sender(celery_app) -> Send:
@@ -85,7 +91,17 @@ class ProposerService:
     # -- results --------------------------------------------------------------------
     def record_results(self, block_ms: int) -> None:
         for entry_id, result in self.results.read(block_ms):
-            self.record(result)
+            if result is not None:
+                try:
+                    self.record(result)
+                except (ValueError, UnknownSearch) as error:
+                    # A result no search can take (a trial it never proposed, scores missing an
+                    # objective): dropped and acknowledged. Left in the stream it would be read
+                    # again on every pass and stop the proposer for good.
+                    self.metrics.errors.labels("proposer", "bad_result").inc()
+                    log.error("result for trial %s dropped: %s", result.trial_id, error)
+            else:
+                self.metrics.errors.labels("proposer", "bad_result").inc()
             self.results.ack(entry_id)
 
     def record(self, result: TrialResult) -> None:
@@ -147,9 +163,14 @@ class ProposerService:
         while not should_stop():
             try:
                 self.step()
+                if backoff > 0.5:
+                    log.info("redis reachable again; searches reloaded from the store")
                 backoff = 0.5
-            except redis.ConnectionError as error:
-                # Redis restarting: wait and retry; state is in Redis, nothing to rebuild here.
+            except UNAVAILABLE as error:
+                # Redis restarting: wait and retry. A pass cut short may have stored a proposal
+                # it never sent (and so never times out): drop the drivers, so each search is
+                # rebuilt from the store once Redis is back, which sends what never left.
+                self.drivers.clear()
                 self.metrics.errors.labels("proposer", "redis_unavailable").inc()
                 log.warning("redis unavailable (%s); retrying in %.1f s", error, backoff)
                 time.sleep(backoff)

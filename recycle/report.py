@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from api.plotstyle import PLOT_STYLE, trial_kind
 from contracts import Objective, TrialResult, TrialStatus
 from proposer import ParetoArchive, macro_average
 
@@ -118,45 +119,74 @@ def print_comparison(comparison: Comparison, checkpoint_names, console: Console 
     console.print(f"The optimized merge {verdict} the best single checkpoint on the held-out macro-average by {margin:+.4f}.")
 
 
-def plot_front(results, objectives, path: Path, split: str = "scores", title: str = "") -> Path:
-    """Scatter of every trial per objective pair (loss-form axes), front and baselines marked."""
+MPL_MARKERS = {"circle": "o", "square": "s", "triangle": "^", "diamond": "D"}
+
+
+def front_figure(results, objectives, split: str = "scores", title: str = ""):
+    """The figure `plot_front` saves: one panel per objective pair (trial number against the
+    score for one objective). Drawn as the status page draws it (api/plotstyle.py): every
+    trial once, as a single, a soup, a front member or a plain trial; baselines on the
+    front ringed in the front's colour; the front joined by a line only where it is the
+    front of the panel (two objectives, search split)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     ok = [r for r in results if r.status is TrialStatus.ok and getattr(r, split)]
     archive = ParetoArchive(objectives)
     for result in ok:
         archive.add(result)
     front_ids = {r.trial_id for r in archive.front}
-    pairs = list(combinations(range(len(objectives)), 2)) or [(0, 0)]
+    kinds = {r.trial_id: trial_kind(r.proposal.source, r.trial_id in front_ids) for r in ok}
+    line = len(objectives) == 2 and split == "scores"
+    pairs = list(combinations(range(len(objectives)), 2)) or [(None, 0)]
     figure, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4.5), squeeze=False)
     for axis, (i, j) in zip(axes[0], pairs):
-        x_name, y_name = objectives[i].name, objectives[j].name
+        y_name = objectives[j].name
+
+        def x_of(r):
+            return r.proposal.number if i is None else getattr(r, split)[objectives[i].name]
 
         def xy(rs):
-            return [getattr(r, split)[x_name] for r in rs], [getattr(r, split)[y_name] for r in rs]
+            return [x_of(r) for r in rs], [getattr(r, split)[y_name] for r in rs]
 
-        axis.scatter(*xy(ok), s=12, c="0.7", label="trials")
-        front = sorted((r for r in ok if r.trial_id in front_ids), key=lambda r: getattr(r, split)[x_name])
-        axis.plot(*xy(front), "o-", c="tab:blue", ms=5, label="Pareto front")
-        for result in ok:
-            if is_single(result):
-                axis.scatter(*xy([result]), marker="s", s=50, c="tab:red")
-                (x,), (y,) = xy([result])
-                axis.annotate(result.proposal.source.split(":", 1)[1], (x, y), fontsize=8)
-        for source, marker, colour in [("uniform", "^", "tab:green"), ("greedy", "D", "tab:purple")]:
-            members = [r for r in ok if r.proposal.source == source]
-            if members:
-                axis.scatter(*xy(members), marker=marker, s=50, c=colour, label=f"{source} soup")
-        axis.scatter([], [], marker="s", c="tab:red", label="single checkpoints")
-        axis.set_xlabel(f"{x_name} ({objectives[i].direction.value})")
+        if line:
+            front = sorted((r for r in ok if r.trial_id in front_ids), key=x_of)
+            axis.plot(*xy(front), "-", c=PLOT_STYLE["front"]["color"], lw=1.5, zorder=1)
+        for order, kind in enumerate(["trial", "front", "greedy", "uniform", "single"], start=2):
+            style, members = PLOT_STYLE[kind], [r for r in ok if kinds[r.trial_id] == kind]
+            if not members:
+                continue
+            ring = [PLOT_STYLE["front"]["color"] if r.trial_id in front_ids and kind != "front" else "white" for r in members]
+            axis.scatter(*xy(members), marker=MPL_MARKERS[style["marker"]], s=style["size"], c=style["color"],
+                         edgecolors=ring, linewidths=[1.5 if c != "white" else 0.4 for c in ring], zorder=order)
+            if kind == "single":
+                for result in members:
+                    (x,), (y,) = xy([result])
+                    axis.annotate(result.proposal.source.split(":", 1)[1], (x, y), fontsize=8,
+                                  xytext=(4, 3), textcoords="offset points")
+        axis.set_xlabel("trial number" if i is None else f"{objectives[i].name} ({objectives[i].direction.value})")
         axis.set_ylabel(f"{y_name} ({objectives[j].direction.value})")
         axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    present = set(kinds.values())
+    handles = []
+    for kind, style in PLOT_STYLE.items():
+        if kind in ("single", "front", "trial") or kind in present:
+            handles.append(Line2D([], [], ls="-" if kind == "front" and line else "none", c=style["color"],
+                                  marker=MPL_MARKERS[style["marker"]], ms=style["size"] ** 0.5 * 0.9, label=style["label"]))
+    axes[0][0].legend(handles=handles, fontsize=8)
     figure.suptitle(title or f"recycle: trials and Pareto front ({'search' if split == 'scores' else 'report'} split)")
     figure.tight_layout()
+    return figure
+
+
+def plot_front(results, objectives, path: Path, split: str = "scores", title: str = "") -> Path:
+    """Scatter of every trial per objective pair, front and baselines marked, as a PNG."""
+    import matplotlib.pyplot as plt
+
+    figure = front_figure(results, objectives, split, title)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)

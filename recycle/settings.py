@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     # Read-only endpoints answer without a token when true.
     public_reads: bool = True
+    # Seconds before the broker hands out again a trial whose whole worker vanished
+    # (see recycle/celery_app.py): above the longest trial.
+    broker_visibility_timeout_s: float = Field(default=2 * 3600, gt=0)
 
     def resolved_device(self) -> str:
         if self.device != "auto":

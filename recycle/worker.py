@@ -3,20 +3,26 @@
 A worker process opens a pool and builds the resident model once, then reuses
 them for every trial of every search on that pool (evaluators are cached by
 pool + tasks + merge). The task itself is thin: validate the payload against
-the contracts, evaluate, publish the result to the results stream. It never
+the contracts and against the proposal the proposer stored, evaluate, publish
+the result to the results stream (waiting for Redis if it is away). It never
 writes search state: the proposer records results, exactly once per trial id.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import os
 import shutil
 import tempfile
+import time
 from collections import OrderedDict
+from typing import Callable, TypeVar
 
+import redis
 from celery.signals import worker_process_init, worker_process_shutdown
+from pydantic import ValidationError
 
 from contracts import Proposal, SearchSpec, TrialResult, TrialStatus, keys
 from evaluator import Evaluator
@@ -26,9 +32,13 @@ from recycle.settings import Settings
 
 log = logging.getLogger("recycle.worker")
 settings = Settings()
-app = make_celery(settings.redis_url)
+app = make_celery(settings.redis_url, settings.broker_visibility_timeout_s)
 # A resident model per cached evaluator; two covers alternating between two searches.
 EVALUATOR_CACHE_SIZE = 2
+# How long a trial waits for Redis to come back (reading its search, publishing its
+# result) before giving up; the proposer's time limit fails the trial after that.
+REDIS_PATIENCE_S = 300.0
+T = TypeVar("T")
 
 
 class ProcessState:
@@ -67,7 +77,27 @@ def state() -> ProcessState:
 
 @worker_process_init.connect
 def _process_started(**_):
+    forget_dead_processes()
     state().metrics.processes.set(1)
+
+
+def forget_dead_processes() -> None:
+    """Drop the live gauges of pool processes that died without a word (SIGKILL, the OOM
+    killer): the main process starts a replacement, and without this the dead one's
+    `busy` and `processes` would count forever."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    from prometheus_client import multiprocess
+
+    for path in glob.glob(os.path.join(directory, "gauge_live*_*.db")):
+        pid = int(os.path.basename(path).removesuffix(".db").rpartition("_")[2])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)
+        except PermissionError:
+            pass  # alive, someone else's
 
 
 @worker_process_shutdown.connect
@@ -82,16 +112,46 @@ def failed(proposal: Proposal, reason: str) -> TrialResult:
     return TrialResult(proposal=proposal, status=TrialStatus.failed, error=reason[:4000], worker=worker_name())
 
 
-@app.task(name=keys.MERGE_AND_EVALUATE_TASK)
-def merge_and_evaluate(payload: dict) -> None:
-    proposal = Proposal.model_validate(payload)  # refuse anything the contracts do not describe
+def with_redis(what: str, call: Callable[[], T]) -> T:
+    """`call()`, retried with backoff while Redis is out of reach (restarting, loading its
+    AOF): a result computed during an outage is published once Redis is back, not lost."""
+    delay, waited = 0.5, 0.0
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            if waited >= REDIS_PATIENCE_S:
+                raise
+            log.warning("redis unavailable while %s (%s); retrying in %.1f s", what, error, delay)
+            time.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 10.0)
+
+
+@app.task(name=keys.MERGE_AND_EVALUATE_TASK, bind=True)
+def merge_and_evaluate(self, payload: dict) -> None:
     process = state()
-    spec = process.store.get_search(proposal.search_id)
+    try:
+        proposal = Proposal.model_validate(payload)  # refuse anything the contracts do not describe
+    except ValidationError as error:
+        process.metrics.tasks.labels("refused").inc()
+        log.error("message %s refused: not a valid proposal: %s", self.request.id, str(error).replace("\n", " ")[:1000])
+        return
+    spec = with_redis("reading the search", lambda: process.store.get_search(proposal.search_id))
     if spec is None:
         log.warning("trial %s belongs to no known search; dropped", proposal.trial_id)
         return
-    if process.store.get_status(proposal.search_id).finished:
+    if with_redis("reading the search status", lambda: process.store.get_status(proposal.search_id)).finished:
         return  # cancelled or done: nobody waits for this trial
+    # Only what the proposer proposed runs: a message whose weights differ from the stored
+    # proposal (forged, or stale from another incarnation of the search) is refused.
+    stored = with_redis("reading the proposal", lambda: process.store.get_proposal(proposal.search_id, proposal.trial_id))
+    if stored != proposal:
+        process.metrics.tasks.labels("refused").inc()
+        log.error("trial %s refused: the message does not carry the proposal the proposer stored", proposal.trial_id)
+        return
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    log.info("trial %s started in process %d%s", proposal.trial_id, os.getpid(), " (redelivered)" if redelivered else "")
     process.metrics.busy.set(1)
     try:
         try:
@@ -105,7 +165,8 @@ def merge_and_evaluate(payload: dict) -> None:
     if result.status is TrialStatus.ok:
         for phase, seconds in (("merge", result.merge_seconds), ("eval", result.eval_seconds), ("total", result.total_seconds)):
             process.metrics.trial_seconds.labels(phase).observe(seconds)
-    process.results.publish(result)
+    with_redis(f"publishing the result of trial {proposal.trial_id}", lambda: process.results.publish(result))
+    log.info("trial %s %s in process %d, result published", proposal.trial_id, result.status.value, os.getpid())
 
 
 def run_worker(concurrency: int, metrics_port: int | None, loglevel: str = "INFO") -> None:
@@ -115,8 +176,12 @@ def run_worker(concurrency: int, metrics_port: int | None, loglevel: str = "INFO
         directory = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="recycle-metrics-"))
         shutil.rmtree(directory, ignore_errors=True)  # stale files of a previous run would add up
         os.makedirs(directory, exist_ok=True)
-        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+        from prometheus_client import CollectorRegistry, multiprocess, start_http_server, values
 
+        # prometheus_client chose its value class when first imported; if something the CLI
+        # imports loaded it before the directory was set, choose again: metrics made from
+        # now on (in the pool processes) write to the directory whatever the import order.
+        values.ValueClass = values.get_value_class()
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         start_http_server(metrics_port, registry=registry)

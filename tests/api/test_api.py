@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -126,12 +127,18 @@ def test_reads_can_require_the_token(root, tmp_path):
     assert client.get("/v1/pools", headers=AUTH).status_code == 200
 
 
+# The status page's HTML and its static files are for browsers, not API clients.
+HTML_ENDPOINTS = {"pages.index", "pages.search", "pages.static"}
+
+
 def test_openapi_describes_every_route(client):
     document = client.get("/openapi.json").json
     assert document["openapi"].startswith("3.")
     described = set(document["paths"])
-    for rule in client.application.url_map.iter_rules():
-        if rule.endpoint != "static":
-            path = rule.rule.replace("<", "{").replace(">", "}")
+    rules = list(client.application.url_map.iter_rules())
+    assert {r.endpoint for r in rules if r.endpoint.startswith("pages.")} == HTML_ENDPOINTS
+    for rule in rules:
+        if rule.endpoint not in HTML_ENDPOINTS:
+            path = re.sub(r"<(?:[^<>:]+:)?([^<>:]+)>", r"{\1}", rule.rule)  # <any(a, b):action> -> {action}
             assert path in described, path
     assert "SearchCreate" in document["components"]["schemas"]

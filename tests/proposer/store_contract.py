@@ -77,6 +77,8 @@ class StoreContract:
         assert not searching.add_proposal(proposal(1, weights=(1.0, 0.0, 0.0, 0.0)))  # first one stays
         assert searching.proposals("s1") == [proposal(0), proposal(1), proposal(2)]
         assert searching.proposals("s2") == [] and searching.proposals("nope") == []
+        assert searching.get_proposal("s1", proposal(1).trial_id) == proposal(1)
+        assert searching.get_proposal("s1", "s1-t999999") is None and searching.get_proposal("nope", "x") is None
 
     def test_proposals_need_their_search(self, store):
         with pytest.raises(UnknownSearch):

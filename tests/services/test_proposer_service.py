@@ -109,3 +109,26 @@ def test_paused_searches_get_no_new_trials(redis_client):
     store.set_status("s", SearchStatus.running)
     service.step(block_ms=10)
     assert len(sent) == before + 2
+
+
+def test_results_no_search_can_take_are_dropped_not_fatal(redis_client):
+    """A stream entry that is not a result, a result for a trial the search never proposed
+    and one missing an objective: each is logged, counted and acknowledged; the loop goes
+    on and the genuine results are recorded."""
+    sent = []
+    service, store, registry = make_service(redis_client, lambda p, spec: sent.append(p))
+    store.create_search("s", make_spec(budget=4, concurrency=2))
+    service.step(block_ms=10)
+    stream = ResultsStream(redis_client, consumer="worker")
+    redis_client.xadd(stream.key, {"result": b"{not json"})
+    redis_client.xadd(stream.key, {"other": b"field"})
+    stranger = sent[0].model_copy(update={"weights": (0.1, 0.2, 0.3, 0.4)})
+    stream.publish(ok(stranger))
+    stream.publish(ok(sent[1], scores={"nll": 2.0}))  # "acc" missing
+    stream.publish(ok(sent[0]))
+    service.step(block_ms=10)
+    service.step(block_ms=10)
+    assert store.get_result("s", sent[0].trial_id).proposal == sent[0]
+    assert store.get_result("s", sent[1].trial_id) is None
+    assert registry.get_sample_value("recycle_errors_total", {"component": "proposer", "kind": "bad_result"}) == 4
+    assert redis_client.xpending(stream.key, ResultsStream.GROUP)["pending"] == 0

@@ -21,9 +21,10 @@ class Stack:
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen] = {}
 
-    def start(self, name: str, *args: str) -> subprocess.Popen:
+    def start(self, name: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+        """`env`: variables for this process only, over the stack's."""
         log = (self.log_dir / f"{name}.log").open("ab")
-        process = subprocess.Popen([RECYCLE, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        process = subprocess.Popen([RECYCLE, *args], env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         self.processes[name] = process
         return process
@@ -47,14 +48,72 @@ class Stack:
                 pass
             self.kill(name)
 
-    def log(self, name: str) -> str:
+    def log(self, name: str, tail: int | None = 4000) -> str:
+        """The process's output (every incarnation of it: restarts append), the last `tail` characters."""
         path = self.log_dir / f"{name}.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return text[-tail:] if tail else text
+
+    def children(self, name: str) -> list[int]:
+        """Pids of the process's children (a Celery worker's prefork pool processes)."""
+        return children(self.processes[name].pid)
 
     def check_alive(self) -> None:
         for name, process in self.processes.items():
             if process.poll() is not None:
                 raise AssertionError(f"{name} exited with {process.returncode}:\n{self.log(name)}")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+class RedisServer:
+    """A redis-server of our own on a free port, AOF on, its data in `directory` (never the
+    machine's Redis): it can be killed and started again on the same port and data."""
+
+    def __init__(self, directory: Path, port: int):
+        self.directory, self.port = Path(directory), port
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.process: subprocess.Popen | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self, timeout: float = 30) -> "RedisServer":
+        import redis
+
+        log = (self.directory / "redis.log").open("ab")
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+             "--appendonly", "yes", "--save", "", "--protected-mode", "yes"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if client.ping():  # a Redis still loading its AOF answers LOADING, an error
+                    return self
+            except redis.RedisError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"redis-server on port {self.port} did not come up") from None
+                time.sleep(0.05)
+
+    def kill(self, sig=signal.SIGKILL) -> None:
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                pass
+            self.process.wait(timeout=30)
+            self.process = None
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
 
 
 def http(method: str, url: str, body=None, token: str | None = None) -> tuple[int, dict | str]:
