@@ -20,7 +20,8 @@ from recycle import report
 from recycle.runtime import run_search
 from recycle.settings import Settings
 
-console = Console()
+# Logs and pipes get a wide table instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 200)
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
 
 

@@ -18,7 +18,7 @@ Source = tuple[str, str]  # (source id, text)
 
 # The stdlib folder also holds installed packages, test suites and the doc topics
 # (the prose domain): none of them may leak into the code domain.
-_SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "pydoc_data", "__pycache__"}
+_SKIP_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test", "pydoc_data", "__pycache__"})
 
 
 def _read(path: Path) -> str | None:
@@ -28,7 +28,7 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _files(root: Path, pattern: str, skip_dirs: set[str] = frozenset()) -> Iterator[Source]:
+def _files(root: Path, pattern: str, skip_dirs: frozenset[str] = frozenset()) -> Iterator[Source]:
     venv = Path(sys.prefix).resolve() if sys.prefix != sys.base_prefix else None
     for path in sorted(root.rglob(pattern)):
         rel = path.relative_to(root)
@@ -72,6 +72,8 @@ DOMAINS: dict[str, Callable[[], Iterator[Source]]] = {
     "c": c_sources,
     "decimal": decimal_sources,
 }
+# Skipped where missing: Debian and the official Docker images strip the test suite.
+OPTIONAL = frozenset({"decimal"})
 
 
 def chunk(text: str, max_chars: int) -> list[str]:
@@ -90,6 +92,7 @@ def chunk(text: str, max_chars: int) -> list[str]:
 
 
 def split_domain(
+    name: str,
     sources: list[Source],
     *,
     n_eval: int,
@@ -101,11 +104,13 @@ def split_domain(
     """(train docs, eval docs) for one domain, disjoint by source and by text.
 
     Sources are visited in a seeded-hash order; the first ones fill the evaluation
-    set, the rest the training set. Each source gives at most `chunks_per_source`
-    evenly spaced chunks, so one huge file cannot dominate either side. Exact
+    set, the rest the training set. Each source gives a bounded number of evenly
+    spaced chunks, so one huge file cannot dominate either side. Exact
     duplicate chunks (license headers, empty stubs) are kept once, on the first side
     that saw them.
     """
+    if not sources:
+        raise RuntimeError(f"corpus {name!r}: no documents found in this Python installation")
     order = sorted(sources, key=lambda s: hashlib.sha256(f"{seed}:{s[0]}".encode()).hexdigest())
     train: list[str] = []
     evaluation: list[str] = []
@@ -123,5 +128,5 @@ def split_domain(
                 seen.add(piece)
                 side.append(piece)
     if len(evaluation) < n_eval or not train:
-        raise RuntimeError(f"corpus too small: {len(evaluation)} eval / {len(train)} train docs")
+        raise RuntimeError(f"corpus {name!r} too small: {len(evaluation)} eval / {len(train)} train docs")
     return train[:n_train], evaluation

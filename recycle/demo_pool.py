@@ -3,11 +3,11 @@
 The recipe follows the setting of Khalifa et al. (arXiv 2412.04144): checkpoints that
 share an ancestor but were trained towards different goals. A byte-level BPE
 tokenizer and a base model are trained on a mix of corpora that ship with Python
-(see `recycle.corpora`); the base is then fine-tuned once per domain. Fine-tuning
-from the shared base keeps the checkpoints linearly mode connected, so weighted
-averages of them are good models, and long enough fine-tuning at a high learning
-rate makes each specialist clearly better on its domain and worse on the others:
-the tradeoff a merge search can exploit.
+(see `recycle.corpora`); the base is then fine-tuned once per domain, on batches of
+mostly that domain. Fine-tuning from the shared base keeps the checkpoints linearly
+mode connected, so weighted averages of them are good models, and fine-tuning at
+the base's peak learning rate makes each specialist clearly better on its domain
+and worse on the others: the tradeoff a merge search can exploit.
 
 Everything lands in `cache_dir`; a marker written last makes a finished build
 reusable, keyed by scale, seed, Python version and this code.
@@ -85,8 +85,8 @@ def build_demo_pool(
     cache_dir = Path(cache_dir).resolve()
     marker = cache_dir / MARKER
     key = {"scale": scale, "seed": seed, "python": platform.python_version(), "code": _code_version()}
-    if marker.is_file() and json.loads(marker.read_text()).get("key") == key:
-        return _specs(cache_dir, scale, cfg)
+    if marker.is_file() and (built := json.loads(marker.read_text())).get("key") == key:
+        return _specs(cache_dir, scale, built["domains"])
 
     started = time.perf_counter()
     marker.unlink(missing_ok=True)
@@ -95,11 +95,12 @@ def build_demo_pool(
     (cache_dir / "tasks").mkdir(parents=True)
 
     with _quiet_and_few_threads():
-        stats = _build(cache_dir, scale, seed, log)
-    stats["seconds"] = round(time.perf_counter() - started, 1)
-    _write_json(marker, {"key": key, "scale": asdict(cfg), "stats": stats})
-    log(f"demo pool ({scale}) built in {stats['seconds']:.0f}s at {cache_dir}")
-    return _specs(cache_dir, scale, cfg)
+        domains, losses = _build(cache_dir, scale, seed, log)
+    seconds = round(time.perf_counter() - started, 1)
+    built = {"key": key, "domains": domains, "scale": asdict(cfg), "seconds": seconds, "train_loss": losses}
+    _write_json(marker, built)
+    log(f"demo pool ({scale}) built in {seconds:.0f}s at {cache_dir}")
+    return _specs(cache_dir, scale, domains)
 
 
 def split_corpora(scale: str, seed: int) -> dict[str, tuple[list[str], list[str]]]:
@@ -107,8 +108,12 @@ def split_corpora(scale: str, seed: int) -> dict[str, tuple[list[str], list[str]
     cfg = SCALES[scale]
     splits = {}
     for domain, sources in corpora.DOMAINS.items():
+        documents = list(sources())
+        if not documents and domain in corpora.OPTIONAL:
+            continue
         train, evaluation = corpora.split_domain(
-            list(sources()),
+            domain,
+            documents,
             n_eval=cfg.eval_docs,
             n_train=cfg.train_docs,
             max_chars=cfg.doc_chars,
@@ -121,9 +126,12 @@ def split_corpora(scale: str, seed: int) -> dict[str, tuple[list[str], list[str]
     return splits
 
 
-def _build(cache_dir: Path, scale: str, seed: int, log) -> dict:
+def _build(cache_dir: Path, scale: str, seed: int, log) -> tuple[list[str], dict[str, float]]:
+    """Writes the task files and checkpoints; returns the domains and final training losses."""
     cfg = SCALES[scale]
     splits = split_corpora(scale, seed)
+    for missing in sorted(corpora.DOMAINS.keys() - splits.keys()):
+        log(f"corpus {missing}: not shipped with this Python, skipped")
     for domain, (train, evaluation) in splits.items():
         with (cache_dir / "tasks" / f"{domain}.jsonl").open("w", encoding="utf-8") as out:
             out.writelines(json.dumps({"text": text}) + "\n" for text in evaluation)
@@ -141,9 +149,13 @@ def _build(cache_dir: Path, scale: str, seed: int, log) -> dict:
 
     for number, (domain, stream) in enumerate(streams.items(), 1):
         model.load_state_dict(base_state)
-        losses[domain] = _train(model, [stream], cfg.ft_steps, cfg.ft_lr, cfg, seed * 1000 + number, log, domain)
+        # Each batch also replays one window of every domain. Without it the specialists
+        # mostly shift the token prior towards their domain, moves that cancel out in a
+        # merge (measured: the uniform merge then lost to the base on the macro-average).
+        rows = [stream] * (cfg.batch - len(streams)) + list(streams.values())
+        losses[domain] = _train(model, rows, cfg.ft_steps, cfg.ft_lr, cfg, seed * 1000 + number, log, domain)
         _save(model, tokenizer, cache_dir / "pool" / domain)
-    return {"final_train_loss": losses}
+    return list(splits), losses
 
 
 def _train_tokenizer(docs: list[str], cfg: Scale) -> PreTrainedTokenizerFast:
@@ -185,7 +197,7 @@ def _model_config(cfg: Scale, tokenizer) -> GPT2Config:
 
 
 def _train(model, streams: list[torch.Tensor], steps: int, lr: float, cfg: Scale, seed: int, log, label: str) -> float:
-    """AdamW with warm-up and cosine decay on random windows, rows drawn round-robin from `streams`."""
+    """AdamW, warm-up then cosine decay; batch row i is a random window of streams[i % len(streams)]."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
     warmup = max(1, steps // 10)
@@ -219,10 +231,13 @@ def _train(model, streams: list[torch.Tensor], steps: int, lr: float, cfg: Scale
 def _save(model, tokenizer, directory: Path) -> None:
     model.save_pretrained(directory)  # config.json + model.safetensors
     tokenizer.save_pretrained(directory)
+    for path in directory.iterdir():
+        path.chmod(0o644)  # transformers writes weights 0600; workers may run as another user
 
 
-def _specs(cache_dir: Path, scale: str, cfg: Scale) -> DemoPool:
-    names = [BASE, *corpora.DOMAINS]
+def _specs(cache_dir: Path, scale: str, domains: list[str]) -> DemoPool:
+    cfg = SCALES[scale]
+    names = [BASE, *domains]
     pool = PoolSpec(
         name=f"demo-{scale}",
         checkpoints=tuple(CheckpointRef(name=name, path=str(cache_dir / "pool" / name)) for name in names),
@@ -236,7 +251,7 @@ def _specs(cache_dir: Path, scale: str, cfg: Scale) -> DemoPool:
             max_items=cfg.max_items,
             batch_size=cfg.eval_batch,
         )
-        for domain in corpora.DOMAINS
+        for domain in domains
     ]
     return DemoPool(pool=pool, tasks=tasks)
 

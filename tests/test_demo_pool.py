@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from recycle import corpora
 from recycle.demo_pool import BASE, MARKER, build_demo_pool, split_corpora
 
 SEED = 0
@@ -20,6 +21,11 @@ SEED = 0
 def built(tmp_path_factory):
     cache = tmp_path_factory.mktemp("demo-pool")
     return cache, build_demo_pool(cache, scale="test", seed=SEED, log=lambda line: None)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return split_corpora("test", SEED)
 
 
 def _mtimes(cache: Path) -> dict[str, int]:
@@ -34,9 +40,10 @@ def _nll(model, tokenizer, texts: list[str], seq_len: int) -> float:
     return model(input_ids=batch, labels=batch).loss.item()
 
 
-def test_pool_and_tasks_point_at_real_files(built):
+def test_pool_and_tasks_point_at_real_files(built, splits):
     cache, demo = built
-    assert demo.pool.names == [BASE, "python", "prose", "c", "decimal"]
+    assert {"python", "prose", "c"} <= set(splits)
+    assert demo.pool.names == [BASE, *splits]
     assert [task.name for task in demo.tasks] == demo.pool.names[1:]
     for checkpoint in demo.pool.checkpoints:
         assert Path(checkpoint.path) == cache / "pool" / checkpoint.name
@@ -60,9 +67,8 @@ def test_checkpoints_and_tokenizer_load_offline(built):
         assert torch.isfinite(model(input_ids=torch.tensor([ids])).logits).all()
 
 
-def test_train_and_eval_documents_never_overlap(built):
+def test_train_and_eval_documents_never_overlap(built, splits):
     _, demo = built
-    splits = split_corpora("test", SEED)
     for task in demo.tasks:
         train, evaluation = splits[task.name]
         written = [json.loads(line)["text"] for line in Path(task.path).read_text().splitlines()]
@@ -100,3 +106,11 @@ def test_specialists_beat_the_base_on_their_own_domain(built):
         texts = [json.loads(line)["text"] for line in Path(task.path).read_text().splitlines()]
         specialist = AutoModelForCausalLM.from_pretrained(paths[task.name]).eval()
         assert _nll(specialist, tokenizer, texts, task.seq_len) < _nll(base, tokenizer, texts, task.seq_len) - 0.05
+
+
+def test_only_optional_corpora_may_be_missing(monkeypatch):
+    monkeypatch.setitem(corpora.DOMAINS, "decimal", lambda: iter(()))
+    assert "decimal" not in split_corpora("test", SEED)
+    monkeypatch.setitem(corpora.DOMAINS, "c", lambda: iter(()))
+    with pytest.raises(RuntimeError, match="'c': no documents"):
+        split_corpora("test", SEED)
