@@ -142,8 +142,12 @@ def front_figure(results, objectives, split: str = "scores", title: str = ""):
     kinds = {r.trial_id: trial_kind(r.proposal.source, r.trial_id in front_ids) for r in ok}
     line = len(objectives) == 2 and split == "scores"
     pairs = list(combinations(range(len(objectives)), 2)) or [(None, 0)]
-    figure, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4.5), squeeze=False)
-    for axis, (i, j) in zip(axes[0], pairs):
+    columns = min(3, len(pairs))  # 4 objectives make 6 pairs: a 2 x 3 grid, not one long row
+    rows = -(-len(pairs) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4.5 * rows), squeeze=False)
+    for axis in axes.flat[len(pairs):]:
+        axis.set_visible(False)
+    for axis, (i, j) in zip(axes.flat, pairs):
         y_name = objectives[j].name
 
         def x_of(r):
