@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench-merge bench-faults bench-search bench-stack clean
+.PHONY: venv demo test bench-merge bench-faults bench-search clean
 
 venv: $(STAMP)
 
