@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench-merge bench-faults bench-search clean
+.PHONY: venv demo test bench-merge bench-faults bench-search bench-stack clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,9 @@ bench-merge: $(STAMP)
 
 bench-faults: $(STAMP)
 	$(BIN)/python bench/faults.py
+
+bench-stack: $(STAMP)
+	$(BIN)/python bench/stack.py
 
 bench-search: $(STAMP)
 	$(BIN)/python bench/search.py
