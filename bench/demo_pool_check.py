@@ -22,6 +22,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from evaluator.data import lm_windows
 from recycle.demo_pool import BASE, build_demo_pool
 
 
@@ -33,21 +34,6 @@ def split_docs(path: str, spec) -> dict[str, list[str]]:
         held_out = int.from_bytes(digest[:8], "little") / 2**64 < spec.report_fraction
         splits["report" if held_out else "search"].append(text)
     return splits
-
-
-def windows(texts: list[str], tokenizer, seq_len: int, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-document non-overlapping windows, EOS-closed, right-padded (mask marks real tokens)."""
-    rows = []
-    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-        ids = ids + [tokenizer.eos_token_id]
-        rows += [ids[i : i + seq_len] for i in range(0, len(ids), seq_len) if len(ids[i : i + seq_len]) >= 2]
-    rows = rows[:limit]
-    ids = torch.zeros(len(rows), seq_len, dtype=torch.long)
-    mask = torch.zeros(len(rows), seq_len, dtype=torch.long)
-    for r, row in enumerate(rows):
-        ids[r, : len(row)] = torch.tensor(row)
-        mask[r, : len(row)] = 1
-    return ids, mask
 
 
 @torch.no_grad()
@@ -93,8 +79,8 @@ def main() -> None:
     data = {"full": {}, "trial": {}}
     for task in demo.tasks:
         for split, texts in split_docs(task.path, task).items():
-            data["full"][task.name, split] = windows(texts, tokenizer, task.seq_len, None)
-            data["trial"][task.name, split] = windows(texts, tokenizer, task.seq_len, task.max_items)
+            data["full"][task.name, split] = lm_windows(texts, tokenizer, task.seq_len, max_items=10**9)
+            data["trial"][task.name, split] = lm_windows(texts, tokenizer, task.seq_len, task.max_items)
     for key, (ids, _) in data["full"].items():
         print(f"  {key}: {len(ids)} windows (trial uses {len(data['trial'][key][0])})")
 
