@@ -66,7 +66,7 @@ SCALES = {
     ),
     "demo": Scale(
         train_docs=800, eval_docs=96, doc_chars=1000, vocab=2048, n_layer=4, n_embd=128, n_head=4, ctx=128,
-        batch=16, base_steps=400, base_lr=2e-3, ft_steps=120, ft_lr=2e-3, max_items=32, eval_batch=32,
+        batch=16, base_steps=400, base_lr=2e-3, ft_steps=120, ft_lr=2e-3, max_items=24, eval_batch=24,
     ),
 }
 
@@ -81,6 +81,8 @@ def build_demo_pool(
     cache_dir: Path, scale: str = "demo", seed: int = 0, log: Callable[[str], object] = print
 ) -> DemoPool:
     """Build (or reuse from `cache_dir`) the demo pool and one lm_loss task per domain."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}, expected one of {', '.join(SCALES)}")
     cfg = SCALES[scale]
     cache_dir = Path(cache_dir).resolve()
     marker = cache_dir / MARKER
