@@ -118,12 +118,11 @@ def run_and_report(spec: SearchSpec, out_dir: Path, workers: int | None, device:
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     console.print(f"{len(results)} trials in {elapsed:.0f} s; trials: {out_dir / 'trials.jsonl'}; plot: {plot}")
     if export_best and comparison:
-        best = comparison.best_merge
-        pool = CheckpointPool.open(spec.pool)
+        from recycle.api_services import export_trial
+
         export_dir = out_dir / "best-merge"
         if not export_dir.exists():
-            export_merge(pool, spec.merge, list(best.proposal.weights), export_dir,
-                         metadata={"search_id": search_id, "trial_id": best.trial_id, "scores": best.scores, "report": best.report})
+            export_trial(search_id, spec, comparison.best_merge, export_dir)
         console.print(f"best merge exported to {export_dir}")
     return 0
 

@@ -42,6 +42,7 @@ def test_run_a_search_from_yaml(demo_pool, tmp_path):
     assert "held_out" in summary and summary["held_out"]["best_single"] > 0
     assert (out / "front.png").stat().st_size > 10_000
     assert (out / "best-merge" / "mergekit.yaml").exists()
+    assert json.loads((out / "best-merge" / "recycle.json").read_text())["search_id"] == "run"
     assert "Pareto front" in done.stdout
 
 
