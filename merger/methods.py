@@ -8,8 +8,9 @@ per tensor (in chunks of a million elements, so the accumulator stays in cache w
 every checkpoint streams through it once). No torch.stack of N inputs (mergekit's
 N+1x memory), no per-trial allocation: scratch buffers are kept and reused, so the
 working set is one model plus a few MB, whatever the number of checkpoints.
-fp32 pools merge at ~0.9x memcpy bandwidth on one CPU thread; bf16 pools summed
-in fp32 are bound by the bf16 -> fp32 conversions (~0.4x on one thread).
+fp32 pools merge at ~0.9x memcpy bandwidth on one CPU thread. bf16/fp16 pools summed
+in fp32 would be bound by the conversions (~0.4x): on the CPU they go through a
+compiled one-pass kernel instead (merger/fused.py), eager torch being the fallback.
 
 One MergeMethod instance owns one scratch: use one instance per thread.
 """
@@ -23,6 +24,7 @@ import torch
 
 from contracts.models import MergeSpec
 
+from merger import fused
 from merger.errors import MergerError, MethodError, WeightsError
 from merger.pool import CheckpointPool
 
@@ -178,6 +180,8 @@ def linear_combination(
     pool_dtype = sources[0][0].dtype if sources else out.dtype
     direct = out.dtype in (torch.float32, torch.float64) or (not accumulate_fp32 and out.dtype == pool_dtype)
     coeffs = [c for _, c in sources]
+    if not direct and fused.combine(out, [x for x, _ in sources], coeffs):
+        return
     for o, xs in _chunks(out, [x for x, _ in sources]):
         _combine(o, xs, coeffs, scratch, direct)
 

@@ -144,13 +144,12 @@ class SearchDriver:
     def _relabel(self, number: int) -> None:
         rng = np.random.default_rng(derived_seed(self.spec.seed, number, _PAREGO_STREAM))
         lam = rng.dirichlet(np.ones(len(self.objectives)))
-        self.strategy.relabel(
-            {
-                n: self._scalarizer.chebyshev(r.scores, lam)
-                for n, r in self._results.items()
-                if r.status is TrialStatus.ok
-            }
-        )
+        # Scaled over every result so far, not just the baselines: a merge better than every
+        # baseline would get a negative value, and a larger weight on a negative value rewards
+        # being worse there (the Chebyshev max then picks the wrong objective).
+        ok = {n: r for n, r in self._results.items() if r.status is TrialStatus.ok}
+        scalarizer = Scalarizer(self.objectives, [r.scores for r in ok.values()])
+        self.strategy.relabel({n: scalarizer.chebyshev(r.scores, lam) for n, r in ok.items()})
 
     # -- results ----------------------------------------------------------------
 

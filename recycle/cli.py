@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 import yaml
 from pydantic import ValidationError
@@ -14,14 +15,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from contracts import CheckpointRef, MergeSpec, PoolSpec, SearchSpec
+from contracts.models import StrategyName
 from evaluator.data import TaskDataError
 from merger import CheckpointPool, PoolError, WeightsError, export_merge
 from recycle import report
 from recycle.runtime import run_search
 from recycle.settings import Settings
+from recycle.smollm2_pool import BaseModelMissing
+from recycle.verdict import held_out_verdict
 
 # Logs and pipes get a wide table instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 200)
+STRATEGY_NAMES = get_args(StrategyName)
+DEMO_BUDGETS = {"tiny": 48, "smollm2": 40}
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
 
 
@@ -80,16 +86,16 @@ def load_search_file(path: Path) -> SearchSpec:
     return SearchSpec.model_validate(raw)
 
 
-def run_and_report(spec: SearchSpec, out_dir: Path, workers: int | None, device: str, export_best: bool = True) -> int:
-    search_id = out_dir.name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "search.json").write_text(spec.model_dump_json(indent=2))
+def run_one(spec: SearchSpec, search_id: str, run_dir: Path, workers: int | None, device: str) -> list:
+    """Run one search into `run_dir` (search.json, trials.jsonl, summary.json, front.png); print its front."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "search.json").write_text(spec.model_dump_json(indent=2))
     started = time.perf_counter()
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"), console=console,
     ) as progress:
-        bar = progress.add_task(f"search {search_id}", total=spec.budget, status="opening the pool")
+        bar = progress.add_task(f"{spec.strategy} search {search_id}", total=spec.budget, status="opening the pool")
 
         def on_result(driver, result):
             summary = driver.summary()
@@ -97,52 +103,80 @@ def run_and_report(spec: SearchSpec, out_dir: Path, workers: int | None, device:
             status = f"best macro {best.get('macro_average', float('nan')):.4f}  hypervolume {summary.get('hypervolume') or 0:.4f}"
             progress.update(bar, completed=summary["done"] + summary["failed"], status=status)
 
-        driver = run_search(spec, search_id, out_dir / "trials.jsonl", workers=workers, device=device, on_result=on_result)
+        driver = run_search(spec, search_id, run_dir / "trials.jsonl", workers=workers, device=device, on_result=on_result)
     elapsed = time.perf_counter() - started
     results = driver.store.results(search_id)
-    summary = driver.summary()
-    summary["seconds"] = elapsed
+    summary = {**driver.summary(), "seconds": elapsed}
     report.print_front(results, spec.objectives, spec.pool.names, console)
-    comparison = report.compare(results, spec.objectives)
-    if comparison:
-        report.print_comparison(comparison, spec.pool.names, console)
-        summary["held_out"] = {
-            "best_single": comparison.report_macro(comparison.best_single),
-            "uniform": comparison.report_macro(comparison.uniform),
-            "greedy": comparison.report_macro(comparison.greedy),
-            "best_merge": comparison.report_macro(comparison.best_merge),
-            "best_merge_trial": comparison.best_merge.trial_id,
-            "margin_over_best_single": comparison.margin_over_best_single,
-        }
-    plot = report.plot_front(results, spec.objectives, out_dir / "front.png")
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    console.print(f"{len(results)} trials in {elapsed:.0f} s; trials: {out_dir / 'trials.jsonl'}; plot: {plot}")
-    if export_best and comparison:
-        from recycle.api_services import export_trial
+    plot = report.plot_front(results, spec.objectives, run_dir / "front.png",
+                             title=f"recycle {spec.strategy} on {spec.pool.name}: trials and Pareto front (search split)")
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    console.print(f"{len(results)} trials in {elapsed:.0f} s; trials: {run_dir / 'trials.jsonl'}; plot: {plot}")
+    return results
 
-        export_dir = out_dir / "best-merge"
-        if not export_dir.exists():
-            export_trial(search_id, spec, comparison.best_merge, export_dir)
-        console.print(f"best merge exported to {export_dir}")
+
+def run_and_report(specs: dict[str, SearchSpec], out_dir: Path, workers: int | None, device: str) -> int:
+    """Run each search (one per label, on the same pool and tasks), then judge the selected merges
+    on the held-out split with paired bootstrap intervals and export the best one."""
+    runs, search_ids = {}, {}
+    for label, spec in specs.items():
+        single = len(specs) == 1
+        search_ids[label] = out_dir.name if single else f"{out_dir.name}-{label}"
+        runs[label] = spec, run_one(spec, search_ids[label], out_dir if single else out_dir / label, workers, device)
+    console.print("[bold]held-out verdict[/]: re-scoring the selected merges and the baselines window by window")
+    verdict = held_out_verdict(runs, device=device)
+    summary_path = out_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    if verdict is None:
+        console.print("no verdict: a search needs a single checkpoint and a merge that succeeded")
+        summary_path.write_text(json.dumps(summary, indent=2, default=str))
+        return 0
+    first = next(iter(specs.values()))
+    report.print_verdict(verdict, first.pool.names, first.objectives, console)
+    best = min(verdict.merges, key=lambda e: report.macro(e.result, first.objectives, "scores"))
+    summary["held_out"] = {**verdict.as_dict(), "best_single": verdict.entry("best single").held_out_macro,
+                           "best_merge": best.held_out_macro, "best_merge_trial": best.result.trial_id,
+                           "margin_over_best_single": verdict.entry("best single").held_out_macro - best.held_out_macro}
+    summary_path.write_text(json.dumps(summary, indent=2, default=str))
+    from recycle.api_services import export_trial
+
+    export_dir = out_dir / "best-merge"
+    if not export_dir.exists():
+        label = next(label for label, (_, results) in runs.items() if best.result in results)
+        export_trial(search_ids[label], runs[label][0], best.result, export_dir)
+    console.print(f"best merge ({best.label}, selected on the search split) exported to {export_dir}")
     return 0
 
 
 def command_run(args) -> int:
     spec = load_search_file(Path(args.search))
     out = Path(args.out) if args.out else Settings().data_dir / "runs" / time.strftime("search-%Y%m%d-%H%M%S")
-    return run_and_report(spec, out, args.workers, args.device or Settings().resolved_device())
+    return run_and_report({spec.strategy: spec}, out, args.workers, args.device or Settings().resolved_device())
 
 
 def command_demo(args) -> int:
-    from recycle.demo_pool import build_demo_pool
-
     settings = Settings()
-    console.print("[bold]recycle demo[/]: building (or reusing) the demo checkpoint pool")
-    demo = build_demo_pool(settings.data_dir / "demo", seed=args.seed, log=console.print)
-    spec = SearchSpec(pool=demo.pool, tasks=demo.tasks, strategy=args.strategy, budget=args.budget,
-                      concurrency=args.workers, seed=args.seed)
-    out = Path(args.out) if args.out else settings.data_dir / "runs" / time.strftime(f"demo-{args.strategy}-%Y%m%d-%H%M%S")
-    return run_and_report(spec, out, args.workers, args.device or settings.resolved_device())
+    strategies = [s.strip() for s in args.strategy.split(",") if s.strip()]
+    unknown = [s for s in strategies if s not in STRATEGY_NAMES]
+    if unknown or not strategies:
+        raise UsageError(f"unknown strategy {', '.join(unknown) or '(none)'}; choose from {', '.join(STRATEGY_NAMES)}")
+    console.print(f"[bold]recycle demo[/]: building (or reusing) the {args.pool} checkpoint pool in {settings.pool_cache_dir}")
+    if args.pool == "smollm2":
+        from recycle.smollm2_pool import build_smollm2_pool  # noqa: PLC0415 - transformers' GGUF path is slow to import
+
+        demo = build_smollm2_pool(settings.pool_cache_dir / "smollm2", seed=args.seed, log=console.print)
+    else:
+        from recycle.demo_pool import build_demo_pool
+
+        demo = build_demo_pool(settings.pool_cache_dir / "demo", seed=args.seed, log=console.print)
+    budget = args.budget or DEMO_BUDGETS[args.pool]
+    specs = {
+        strategy: SearchSpec(pool=demo.pool, tasks=demo.tasks, strategy=strategy, budget=budget,
+                             concurrency=args.workers, seed=args.seed)
+        for strategy in strategies
+    }
+    out = Path(args.out) if args.out else settings.data_dir / "runs" / time.strftime(f"demo-{args.pool}-%Y%m%d-%H%M%S")
+    return run_and_report(specs, out, args.workers, args.device or settings.resolved_device())
 
 
 def setup_logging() -> None:
@@ -345,9 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="cpu, cuda, cuda:N (default: settings)")
     run.set_defaults(handler=command_run)
 
-    demo = commands.add_parser("demo", help="build the demo pool (once) and run a search on it")
-    demo.add_argument("--strategy", default="tpe", choices=["tpe", "cmaes", "random"])
-    demo.add_argument("--budget", type=int, default=48)
+    demo = commands.add_parser("demo", help="build a demo pool (once) and run searches on it")
+    demo.add_argument("--pool", default="tiny", choices=sorted(DEMO_BUDGETS),
+                      help="tiny: a 4-layer GPT-2 trained here (minutes); smollm2: SmolLM2-135M-Instruct"
+                      " and 4 specialists fine-tuned here (built once, ~15 min on 2 cores)")
+    demo.add_argument("--strategy", default="tpe,cmaes", help="one search per strategy, comma separated (tpe, cmaes, random)")
+    demo.add_argument("--budget", type=int, help="trials per search (default: 48 tiny, 40 smollm2)")
     demo.add_argument("--workers", type=int, default=2)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out")
@@ -391,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except ValidationError as error:
         console.print(f"[red]error:[/] invalid input:\n{error}")
-    except (UsageError, PoolError, WeightsError, TaskDataError, FileExistsError) as error:
+    except (UsageError, PoolError, WeightsError, TaskDataError, FileExistsError, BaseModelMissing) as error:
         console.print(f"[red]error:[/] {error}")
     return 2
 

@@ -15,29 +15,31 @@ reusable, keyed by scale, seed, Python version and this code.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import platform
-import random
-import shutil
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-from transformers.utils import logging as hf_logging
 
 from contracts import CheckpointRef, PoolSpec, TaskSpec
-from recycle import corpora
+from recycle.finetune import (
+    BASE,
+    BuildCache,
+    code_digest,
+    quiet_and_threads,
+    save_checkpoint,
+    specialist_rows,
+    split_corpora,
+    token_stream,
+    train,
+    write_task_files,
+)
 
 EOS = "<|endoftext|>"
-MARKER = "demo_pool.json"
-BASE = "base"
 
 
 @dataclass(frozen=True)
@@ -84,79 +86,52 @@ def build_demo_pool(
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}, expected one of {', '.join(SCALES)}")
     cfg = SCALES[scale]
-    cache_dir = Path(cache_dir).resolve()
-    marker = cache_dir / MARKER
-    key = {"scale": scale, "seed": seed, "python": platform.python_version(), "code": _code_version()}
-    if marker.is_file() and (built := json.loads(marker.read_text())).get("key") == key:
-        return _specs(cache_dir, scale, built["domains"])
+    # Cheap to rebuild: any edit of the code that builds it invalidates the cache.
+    key = {"scale": scale, "seed": seed, "python": platform.python_version(), "code": code_digest(__file__)}
+    cache = BuildCache(cache_dir, key)
+    if built := cache.finished():
+        return _specs(cache.folder, scale, built["domains"])
 
     started = time.perf_counter()
-    marker.unlink(missing_ok=True)
-    for stale in ("pool", "tasks"):
-        shutil.rmtree(cache_dir / stale, ignore_errors=True)
-    (cache_dir / "tasks").mkdir(parents=True)
-
-    with _quiet_and_few_threads():
-        domains, losses = _build(cache_dir, scale, seed, log)
+    cache.start(["pool", "tasks"])
+    with quiet_and_threads(min(torch.get_num_threads(), 2)):  # tiny models train fastest on few threads
+        domains, losses = _build(cache.folder, scale, seed, log)
     seconds = round(time.perf_counter() - started, 1)
-    built = {"key": key, "domains": domains, "scale": asdict(cfg), "seconds": seconds, "train_loss": losses}
-    _write_json(marker, built)
-    log(f"demo pool ({scale}) built in {seconds:.0f}s at {cache_dir}")
-    return _specs(cache_dir, scale, domains)
+    cache.finish({"domains": domains, "scale": asdict(cfg), "seconds": seconds, "train_loss": losses})
+    log(f"demo pool ({scale}) built in {seconds:.0f}s at {cache.folder}")
+    return _specs(cache.folder, scale, domains)
 
 
-def split_corpora(scale: str, seed: int) -> dict[str, tuple[list[str], list[str]]]:
+def demo_splits(scale: str, seed: int) -> dict[str, tuple[list[str], list[str]]]:
     """Per domain, (training documents, evaluation documents) as the build uses them."""
     cfg = SCALES[scale]
-    splits = {}
-    for domain, sources in corpora.DOMAINS.items():
-        documents = list(sources())
-        if not documents and domain in corpora.OPTIONAL:
-            continue
-        train, evaluation = corpora.split_domain(
-            domain,
-            documents,
-            n_eval=cfg.eval_docs,
-            n_train=cfg.train_docs,
-            max_chars=cfg.doc_chars,
-            min_chars=cfg.doc_chars // 4,
-            seed=seed,
-        )
-        # Shuffled so that the evaluator's first windows come from many sources.
-        random.Random(f"{seed}:{domain}").shuffle(evaluation)
-        splits[domain] = train, evaluation
-    return splits
+    return split_corpora(train_docs=cfg.train_docs, eval_docs=cfg.eval_docs, doc_chars=cfg.doc_chars, seed=seed)
 
 
 def _build(cache_dir: Path, scale: str, seed: int, log) -> tuple[list[str], dict[str, float]]:
     """Writes the task files and checkpoints; returns the domains and final training losses."""
     cfg = SCALES[scale]
-    splits = split_corpora(scale, seed)
-    for missing in sorted(corpora.DOMAINS.keys() - splits.keys()):
-        log(f"corpus {missing}: not shipped with this Python, skipped")
-    for domain, (train, evaluation) in splits.items():
-        with (cache_dir / "tasks" / f"{domain}.jsonl").open("w", encoding="utf-8") as out:
-            out.writelines(json.dumps({"text": text}) + "\n" for text in evaluation)
-        log(f"corpus {domain}: {len(train)} train / {len(evaluation)} eval documents")
+    splits = demo_splits(scale, seed)
+    write_task_files(cache_dir / "tasks", splits, log)
 
-    tokenizer = _train_tokenizer([doc for train, _ in splits.values() for doc in train], cfg)
-    streams = {domain: _token_stream(tokenizer, train) for domain, (train, _) in splits.items()}
+    tokenizer = _train_tokenizer([doc for train_docs, _ in splits.values() for doc in train_docs], cfg)
+    streams = {domain: token_stream(tokenizer, train_docs) for domain, (train_docs, _) in splits.items()}
     log(f"tokenizer: {len(tokenizer)} tokens; train tokens " + ", ".join(f"{d} {len(s)}" for d, s in streams.items()))
+
+    def run(model, rows, steps, lr, run_seed, label):
+        return train(model, rows, steps=steps, lr=lr, batch=cfg.batch, ctx=cfg.ctx, seed=run_seed, log=log, label=label)
 
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(_model_config(cfg, tokenizer))
-    losses = {BASE: _train(model, list(streams.values()), cfg.base_steps, cfg.base_lr, cfg, seed, log, BASE)}
-    _save(model, tokenizer, cache_dir / "pool" / BASE)
+    losses = {BASE: run(model, list(streams.values()), cfg.base_steps, cfg.base_lr, seed, BASE)}
+    save_checkpoint(model, tokenizer, cache_dir / "pool" / BASE)
     base_state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
 
     for number, (domain, stream) in enumerate(streams.items(), 1):
         model.load_state_dict(base_state)
-        # Each batch also replays one window of every domain. Without it the specialists
-        # mostly shift the token prior towards their domain, moves that cancel out in a
-        # merge (measured: the uniform merge then lost to the base on the macro-average).
-        rows = [stream] * (cfg.batch - len(streams)) + list(streams.values())
-        losses[domain] = _train(model, rows, cfg.ft_steps, cfg.ft_lr, cfg, seed * 1000 + number, log, domain)
-        _save(model, tokenizer, cache_dir / "pool" / domain)
+        rows = specialist_rows(stream, list(streams.values()), cfg.batch)
+        losses[domain] = run(model, rows, cfg.ft_steps, cfg.ft_lr, seed * 1000 + number, domain)
+        save_checkpoint(model, tokenizer, cache_dir / "pool" / domain)
     return list(splits), losses
 
 
@@ -172,12 +147,6 @@ def _train_tokenizer(docs: list[str], cfg: Scale) -> PreTrainedTokenizerFast:
     )
     bpe.train_from_iterator(docs, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=EOS, bos_token=EOS, pad_token=EOS)
-
-
-def _token_stream(tokenizer, docs: list[str]) -> torch.Tensor:
-    """All documents as one token sequence, each closed by EOS."""
-    ids = tokenizer(docs, add_special_tokens=False)["input_ids"]
-    return torch.tensor([token for doc in ids for token in doc + [tokenizer.eos_token_id]])
 
 
 def _model_config(cfg: Scale, tokenizer) -> GPT2Config:
@@ -198,93 +167,32 @@ def _model_config(cfg: Scale, tokenizer) -> GPT2Config:
     )
 
 
-def _train(model, streams: list[torch.Tensor], steps: int, lr: float, cfg: Scale, seed: int, log, label: str) -> float:
-    """AdamW, warm-up then cosine decay; batch row i is a random window of streams[i % len(streams)]."""
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
-    warmup = max(1, steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: min(1.0, (step + 1) / warmup) * (0.55 + 0.45 * math.cos(math.pi * step / steps)),
-    )
-    model.train()
-    started = time.perf_counter()
-    smoothed = None
-    for step in range(1, steps + 1):
-        rows = []
-        for row in range(cfg.batch):
-            stream = streams[row % len(streams)]
-            start = int(torch.randint(len(stream) - cfg.ctx, (1,), generator=generator))
-            rows.append(stream[start : start + cfg.ctx])
-        batch = torch.stack(rows)
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        schedule.step()
-        smoothed = loss.item() if smoothed is None else 0.9 * smoothed + 0.1 * loss.item()
-        if step % max(1, steps // 5) == 0 or step == steps:
-            log(f"{label}: step {step}/{steps} loss {smoothed:.3f} {time.perf_counter() - started:.1f}s")
-    model.eval()
-    return round(smoothed, 4)
-
-
-def _save(model, tokenizer, directory: Path) -> None:
-    model.save_pretrained(directory)  # config.json + model.safetensors
-    tokenizer.save_pretrained(directory)
-    for path in directory.iterdir():
-        path.chmod(0o644)  # transformers writes weights 0600; workers may run as another user
-
-
 def _specs(cache_dir: Path, scale: str, domains: list[str]) -> DemoPool:
     cfg = SCALES[scale]
+    return pool_and_tasks(
+        cache_dir, f"demo-{scale}", domains, seq_len=cfg.ctx, max_items=cfg.max_items, batch_size=cfg.eval_batch
+    )
+
+
+def pool_and_tasks(
+    cache_dir: Path, name: str, domains: list[str], *, seq_len: int, max_items: int, batch_size: int,
+    report_max_items: int | None = None,
+) -> DemoPool:
+    """The PoolSpec (base + one specialist per domain) and one lm_loss task per domain of a built pool."""
     names = [BASE, *domains]
     pool = PoolSpec(
-        name=f"demo-{scale}",
-        checkpoints=tuple(CheckpointRef(name=name, path=str(cache_dir / "pool" / name)) for name in names),
+        name=name, checkpoints=tuple(CheckpointRef(name=n, path=str(cache_dir / "pool" / n)) for n in names)
     )
     tasks = [
         TaskSpec(
             name=domain,
             kind="lm_loss",
             path=str(cache_dir / "tasks" / f"{domain}.jsonl"),
-            seq_len=cfg.ctx,
-            max_items=cfg.max_items,
-            batch_size=cfg.eval_batch,
+            seq_len=seq_len,
+            max_items=max_items,
+            report_max_items=report_max_items,
+            batch_size=batch_size,
         )
         for domain in domains
     ]
     return DemoPool(pool=pool, tasks=tasks)
-
-
-@contextmanager
-def _quiet_and_few_threads():
-    """Tiny models train fastest on few threads, and a fixed count keeps runs
-    reproducible; transformers' warnings and progress bars would drown the log."""
-    threads, verbosity = torch.get_num_threads(), hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    torch.set_num_threads(min(threads, 2))
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def _code_version() -> str:
-    """Hash of the code that decides what gets built: an edit invalidates old caches."""
-    digest = hashlib.sha256()
-    for module in (__file__, corpora.__file__):
-        digest.update(Path(module).read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(path)  # atomic: a marker is either complete or absent

@@ -41,11 +41,6 @@ class Comparison:
     def report_macro(self, result: TrialResult | None) -> float | None:
         return None if result is None else macro(result, self.objectives, "report")
 
-    @property
-    def margin_over_best_single(self) -> float:
-        """How much lower the merge's held-out macro-average is than the best single's."""
-        return self.report_macro(self.best_single) - self.report_macro(self.best_merge)
-
 
 def compare(results: list[TrialResult], objectives: list[Objective]) -> Comparison | None:
     ok = [r for r in results if r.status is TrialStatus.ok and r.report]
@@ -98,25 +93,30 @@ def print_front(results, objectives, checkpoint_names, console: Console | None =
     console.print(table)
 
 
-def print_comparison(comparison: Comparison, checkpoint_names, console: Console | None = None) -> None:
+def print_verdict(verdict, checkpoint_names, objectives, console: Console | None = None) -> None:
+    """The held-out table (macro and per task), the bootstrap intervals and the dominance check."""
     console = console or Console()
-    rows = [
-        ("best single checkpoint", comparison.best_single),
-        ("uniform soup", comparison.uniform),
-        ("greedy soup", comparison.greedy),
-        ("optimized merge (selected on search split)", comparison.best_merge),
-    ]
-    table = Table(title="Held-out (report split) macro-average, lower is better")
-    for column in ["", "trial", "macro report", "weights > 0.01"]:
-        table.add_column(column)
-    for label, result in rows:
-        if result is not None:
-            used = sum(1 for w in result.proposal.weights if w > 0.01)
-            table.add_row(label, result.proposal.source, f"{comparison.report_macro(result):.4f}", f"{used}/{len(checkpoint_names)}")
+    table = Table(title="Held-out (report split): baselines and the merges selected on the search split; lower is better")
+    for column in ["", "trial", "macro report", *[o.name for o in objectives], "weights > 0.01", "weights"]:
+        table.add_column(column, justify="right" if column not in ("", "trial", "weights") else "left")
+    for entry in verdict.entries:
+        table.add_row(entry.label, f"{entry.result.proposal.number} {entry.result.proposal.source}",
+                      f"{entry.held_out_macro:.4f}", *[f"{entry.result.report[o.name]:.4f}" for o in objectives],
+                      f"{entry.weights_used}/{len(checkpoint_names)}", weights_text(entry.result, checkpoint_names))
     console.print(table)
-    margin = comparison.margin_over_best_single
-    verdict = "beats" if margin > 0 else "does NOT beat"
-    console.print(f"The optimized merge {verdict} the best single checkpoint on the held-out macro-average by {margin:+.4f}.")
+    for merge, by_baseline in verdict.improvements.items():
+        for baseline, improvement in by_baseline.items():
+            verdict_word = "[green]beats[/]" if improvement.significant else "[yellow]does not significantly beat[/]"
+            console.print(
+                f"{merge} {verdict_word} the {baseline}: {improvement.mean:+.4f} nats/token, "
+                f"{improvement.confidence:.0%} interval [{improvement.low:+.4f}, {improvement.high:+.4f}] "
+                f"(paired bootstrap over {improvement.windows} held-out windows)"
+            )
+    undominated = [name for name, winner in verdict.singles_dominated_by.items() if winner is None]
+    if undominated:
+        console.print(f"On the held-out split no front member dominates: {', '.join(undominated)}")
+    else:
+        console.print("On the held-out split every single checkpoint is dominated by a member of the front.")
 
 
 MPL_MARKERS = {"circle": "o", "square": "s", "triangle": "^", "diamond": "D"}

@@ -12,8 +12,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECYCLE_", extra="ignore")
 
-    # Where demo pools, runs and exports go.
+    # Where runs and exports go.
     data_dir: Path = Path(".cache")
+    # Where `recycle demo` builds its checkpoint pools, once per machine (not per clone:
+    # the SmolLM2 pool takes ~15 min to build).
+    pool_cache_dir: Path = Path.home() / ".cache" / "recycle" / "pools"
     # Checkpoint paths a pool may name must resolve inside one of these (empty: anywhere,
     # fine for the CLI on your own machine; the API refuses to start without roots).
     allowed_roots: list[Path] = []

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from recycle import corpora
-from recycle.demo_pool import BASE, MARKER, build_demo_pool, split_corpora
+from recycle.demo_pool import build_demo_pool, demo_splits
+from recycle.finetune import BASE, MARKER
 
 SEED = 0
 
@@ -25,7 +26,7 @@ def built(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def splits():
-    return split_corpora("test", SEED)
+    return demo_splits("test", SEED)
 
 
 def _mtimes(cache: Path) -> dict[str, int]:
@@ -110,7 +111,7 @@ def test_specialists_beat_the_base_on_their_own_domain(built):
 
 def test_only_optional_corpora_may_be_missing(monkeypatch):
     monkeypatch.setitem(corpora.DOMAINS, "decimal", lambda: iter(()))
-    assert "decimal" not in split_corpora("test", SEED)
+    assert "decimal" not in demo_splits("test", SEED)
     monkeypatch.setitem(corpora.DOMAINS, "c", lambda: iter(()))
     with pytest.raises(RuntimeError, match="'c': no documents"):
-        split_corpora("test", SEED)
+        demo_splits("test", SEED)

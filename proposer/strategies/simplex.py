@@ -44,3 +44,10 @@ def to_sticks(weights: Sequence[float]) -> list[float]:
         u.append(1.0 - (1.0 - fraction) ** (n - 1 - i))
         rest -= weights[i]
     return u
+
+
+def from_logits(z: Sequence[float]) -> Weights:
+    """Additive log-ratio coordinates: w = softmax([z, 0]); z = 0 is the uniform soup."""
+    logits = np.append(np.asarray(z, dtype=float), 0.0)
+    e = np.exp(logits - logits.max())
+    return tuple(float(v) for v in e / e.sum())

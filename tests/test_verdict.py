@@ -1,0 +1,51 @@
+"""The held-out verdict over two real searches (TPE and CMA-ES) on the test-scale demo pool."""
+
+from __future__ import annotations
+
+import pytest
+
+from contracts import SearchSpec
+from recycle.report import macro
+from recycle.runtime import run_search
+from recycle.verdict import BASELINES, held_out_verdict
+
+
+@pytest.fixture(scope="module")
+def runs(demo_pool, tmp_path_factory):
+    out = tmp_path_factory.mktemp("verdict")
+    runs = {}
+    for strategy in ("tpe", "cmaes"):
+        spec = SearchSpec(pool=demo_pool.pool, tasks=demo_pool.tasks, strategy=strategy, budget=12, concurrency=2, seed=3)
+        driver = run_search(spec, f"verdict-{strategy}", out / f"{strategy}.jsonl", workers=2)
+        runs[strategy] = spec, driver.store.results(f"verdict-{strategy}")
+    return runs
+
+
+def test_verdict_compares_each_search_s_merge_with_every_baseline(runs, demo_pool):
+    verdict = held_out_verdict(runs, resamples=500)
+    labels = [e.label for e in verdict.entries]
+    assert labels == [*BASELINES, "optimized merge (tpe)", "optimized merge (cmaes)"]
+    spec, results = runs["tpe"]
+    for entry in verdict.entries:
+        assert entry.held_out_macro == pytest.approx(macro(entry.result, spec.objectives, "report"))
+        assert 1 <= entry.weights_used <= len(demo_pool.pool.names)
+    for merge in verdict.merges:
+        by_baseline = verdict.improvements[merge.label]
+        assert set(by_baseline) == set(BASELINES)
+        for baseline, improvement in by_baseline.items():
+            # Re-scored window by window, the difference is the difference of the table's numbers.
+            expected = verdict.entry(baseline).held_out_macro - merge.held_out_macro
+            assert improvement.mean == pytest.approx(expected, abs=1e-5)
+            assert improvement.low <= improvement.mean <= improvement.high
+            assert improvement.windows == sum(task.max_items for task in demo_pool.tasks)
+    assert set(verdict.singles_dominated_by) == set(demo_pool.pool.names)
+
+
+def test_the_selected_merge_is_picked_on_the_search_split_not_the_report_split(runs):
+    verdict = held_out_verdict({"tpe": runs["tpe"]}, resamples=200)
+    spec, results = runs["tpe"]
+    merges = [r for r in results if not r.proposal.source.startswith("single:") and r.status.value == "ok"]
+    assert verdict.entry("optimized merge").result == min(merges, key=lambda r: macro(r, spec.objectives, "scores"))
+    summary = verdict.as_dict()
+    assert set(summary["paired_bootstrap"]["optimized merge"]) == set(BASELINES)
+    assert summary["held_out_macro"]["best single"] == verdict.entry("best single").held_out_macro
