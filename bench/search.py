@@ -165,13 +165,16 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--demo", action="store_true", help="also on the real demo pool (slower)")
-    parser.add_argument("--cache", default=".cache/demo")
+    parser.add_argument("--cache", default=None, help="demo pool folder (default: the one `recycle demo` uses)")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--scalarization", choices=["mean", "parego"], default="mean")
     args = parser.parse_args()
     compare(Synthetic(), args.budgets, args.seeds, args.scalarization)
     if args.demo:
-        compare(Demo(Path(args.cache)), args.budgets, args.seeds, args.scalarization)
+        from recycle.settings import Settings
+
+        compare(Demo(Path(args.cache) if args.cache else Settings().pool_cache_dir / "demo"), args.budgets, args.seeds,
+                args.scalarization)
     if not args.skip_latency:
         ask_latency()
 

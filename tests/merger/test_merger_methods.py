@@ -274,6 +274,19 @@ def test_fused_and_eager_bf16_merges_agree(gpt2_bf16_dirs, monkeypatch):
             assert ((compiled[name].float() - eager[name].float()).abs() <= ulp).all(), name
 
 
+def test_fused_kernel_serves_every_number_of_sources(gpt2_bf16_dirs):
+    """A search merges 1 (singles), 2, 3 (greedy soup steps) and all (uniform, strategies) checkpoints."""
+    with CheckpointPool.open(spec_of(gpt2_bf16_dirs)) as pool:
+        method, out = make_method(pool, MergeSpec()), allocate_outputs(pool)
+        for weights in ([1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 2, 3, 4], [0, 1, 1, 0], [0, 0, 1, 1]):
+            method.merge_into(weights, out)
+            expected = reference(pool, [w / sum(weights) for w in weights])
+            for name in pool.tensor_names:
+                want = expected[name].bfloat16().float()
+                assert ((out[name].float() - want).abs() <= want.abs() * 2**-7 + 1e-8).all(), name
+        assert fused._unavailable is None and {2, 3, 4} <= set(fused._kernels)
+
+
 def test_repeated_merges_allocate_nothing(gpt2_bf16_dirs, small_chunks, monkeypatch):
     """Outputs stay where they are, and the scratch is reused (bf16: fp32 accumulator).
     On the eager path: the fused kernel allocates nothing by construction."""
