@@ -22,6 +22,7 @@ import yaml
 from contracts.models import MergeSpec
 
 from merger.errors import ExportError, ExportExistsError
+from merger import fused
 from merger.methods import MergeMethod, make_method
 from merger.pool import CheckpointPool
 from merger.safetensors_mmap import write_file
@@ -70,7 +71,8 @@ def export_merge(
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        _write_weights(method, checked, tmp, dtype, max_shard_bytes, metadata)
+        with fused.eager_only():  # one merge, bound by the disk write: not worth a compile
+            _write_weights(method, checked, tmp, dtype, max_shard_bytes, metadata)
         _copy_model_files(pool, tmp, dtype)
         out_dtype = dtype or pool.float_dtype or torch.float32
         (tmp / "mergekit.yaml").write_text(mergekit_yaml(pool, spec, checked, out_dtype))

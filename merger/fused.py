@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import contextmanager
 from typing import Sequence
 
 import torch
@@ -44,9 +45,25 @@ def _kernel(n: int):
     return torch.compile(namespace[f"linear_combination_{n}"], dynamic=True, fullgraph=True)
 
 
+_local = threading.local()
+
+
+@contextmanager
+def eager_only():
+    """Merges in this thread skip the fused kernel: for one-shot merges (an export), where
+    compiling would take longer than the merge it speeds up."""
+    before = getattr(_local, "eager", False)
+    _local.eager = True
+    try:
+        yield
+    finally:
+        _local.eager = before
+
+
 def applies(out: torch.Tensor, sources: Sequence[torch.Tensor]) -> bool:
     return (
         _unavailable is None
+        and not getattr(_local, "eager", False)
         and out.device.type == "cpu"
         and out.dtype in HALF_DTYPES
         and 2 <= len(sources) <= MAX_SOURCES  # one source is a plain copy

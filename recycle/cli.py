@@ -22,7 +22,7 @@ from recycle import report
 from recycle.runtime import run_search
 from recycle.settings import Settings
 from recycle.smollm2_pool import BaseModelMissing
-from recycle.verdict import held_out_verdict
+from recycle.verdict import StaleRunError, held_out_verdict
 
 # Logs and pipes get a wide table instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -461,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except ValidationError as error:
         console.print(f"[red]error:[/] invalid input:\n{error}")
-    except (UsageError, PoolError, WeightsError, TaskDataError, FileExistsError, BaseModelMissing) as error:
+    except (UsageError, PoolError, WeightsError, TaskDataError, FileExistsError, BaseModelMissing, StaleRunError) as error:
         console.print(f"[red]error:[/] {error}")
     return 2
 

@@ -109,7 +109,12 @@ def print_verdict(verdict, checkpoint_names, objectives, console: Console | None
     console.print(table)
     for merge, by_baseline in verdict.improvements.items():
         for baseline, improvement in by_baseline.items():
-            verdict_word = "[green]beats[/]" if improvement.significant else "[yellow]does not significantly beat[/]"
+            if improvement.significant:
+                verdict_word = "[green]beats[/]"
+            elif improvement.high < 0:
+                verdict_word = "[red]is worse than[/]"
+            else:
+                verdict_word = "[yellow]does not significantly beat[/]"
             console.print(
                 f"{merge} {verdict_word} the {baseline}: {improvement.mean:+.4f} nats/token, "
                 f"{improvement.confidence:.0%} interval [{improvement.low:+.4f}, {improvement.high:+.4f}] "

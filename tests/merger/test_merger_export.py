@@ -213,3 +213,17 @@ def test_bad_weights_touch_nothing(gpt2_pool, tmp_path):
     with pytest.raises(WeightsError):
         export_merge(gpt2_pool, MergeSpec(), [1, 2], tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_never_compiles_the_fused_kernel(gpt2_bf16_dirs, tmp_path, monkeypatch):
+    """An export merges once, bound by the disk write: a compile (seconds) would dominate it."""
+    from merger import fused
+
+    def no_compile(n):
+        raise AssertionError("export compiled the fused kernel")
+
+    monkeypatch.setattr(fused, "_kernels", {})
+    monkeypatch.setattr(fused, "_kernel", no_compile)
+    with CheckpointPool.open(spec_of(gpt2_bf16_dirs)) as pool:
+        out_dir = export_merge(pool, MergeSpec(), [0.1, 0.2, 0.3, 0.4], tmp_path / "out")
+    assert (out_dir / "model.safetensors").exists() and fused._unavailable is None
