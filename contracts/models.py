@@ -129,6 +129,10 @@ class SearchOptions(Frozen):
     merge: MergeSpec = MergeSpec()
     # Evaluate every single checkpoint, the uniform soup and a greedy soup first.
     baselines: bool = True
+    # With baselines: also each checkpoint moved this fraction of the way to the uniform soup
+    # (0: none). Near a fine-tuned checkpoint the loss on its own task is flat while the
+    # others improve at once, so a small move (0.1) often beats the checkpoint on every task.
+    shrunk_singles: float = Field(default=0.0, ge=0.0, lt=1.0)
     # A trial running longer than this is marked failed.
     trial_timeout_s: float = Field(default=1800.0, gt=0, le=7 * 24 * 3600)
 

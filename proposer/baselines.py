@@ -1,4 +1,5 @@
-"""The paper's baselines: every single checkpoint, the uniform soup, a greedy soup.
+"""The paper's baselines: every single checkpoint, the uniform soup, a greedy soup;
+optionally each checkpoint shrunk towards the uniform soup.
 
 One expression serves both merge modes. A single is one-hot (weight 1 on that
 checkpoint: the checkpoint itself, also under task arithmetic); under task
@@ -15,8 +16,9 @@ from proposer.space import WeightSpace
 from proposer.strategies.base import Weights
 
 
-def fixed_baselines(space: WeightSpace) -> list[tuple[str, Weights]]:
-    """(source, pool weights): the singles in pool order, then the uniform soup."""
+def fixed_baselines(space: WeightSpace, shrink: float = 0.0) -> list[tuple[str, Weights]]:
+    """(source, pool weights): the singles in pool order, then the uniform soup, then (shrink > 0)
+    each searched checkpoint moved `shrink` of the way to the uniform soup ("shrunk:<name>")."""
     baselines = []
     for i, name in enumerate(space.names):
         weights = [0.0] * len(space.names)
@@ -24,7 +26,12 @@ def fixed_baselines(space: WeightSpace) -> list[tuple[str, Weights]]:
             weights[i] = 1.0
         baselines.append((f"single:{name}", tuple(weights)))
     if space.dim > 1:  # with one searched checkpoint the uniform soup is its single
-        baselines.append(("uniform", space.to_pool([1.0 / space.dim] * space.dim)))
+        uniform = 1.0 / space.dim
+        baselines.append(("uniform", space.to_pool([uniform] * space.dim)))
+        if shrink > 0:
+            for j, i in enumerate(space.searched):
+                x = [shrink * uniform + (1.0 - shrink) * (k == j) for k in range(space.dim)]
+                baselines.append((f"shrunk:{space.names[i]}", space.to_pool(x)))
     return baselines
 
 

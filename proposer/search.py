@@ -76,7 +76,7 @@ class SearchDriver:
         self.space = WeightSpace(spec)
         self.strategy = make_strategy(spec.strategy, self.space.dim, spec.seed, self.space.normalize)
         self._scalarizer = Scalarizer(self.objectives)
-        self._baselines = fixed_baselines(self.space) if spec.baselines else []
+        self._baselines = fixed_baselines(self.space, spec.shrunk_singles) if spec.baselines else []
         self.n_reference = n_reference_trials(spec)
         self._reference: list[float] | None = None
         self._proposals: dict[int, Proposal] = {}
@@ -224,8 +224,8 @@ class SearchDriver:
 
 
 def n_reference_trials(spec: SearchSpec) -> int:
-    """The first trials (singles and uniform soup) that fix scaling and the reference point."""
-    return min(spec.budget, len(fixed_baselines(WeightSpace(spec))))
+    """The first trials (singles, uniform soup, shrunk singles) that fix scaling and the reference point."""
+    return min(spec.budget, len(fixed_baselines(WeightSpace(spec), spec.shrunk_singles)))
 
 
 def summarize_search(spec: SearchSpec, proposals: Sequence[Proposal], results: Sequence[TrialResult]) -> dict:

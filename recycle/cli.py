@@ -200,7 +200,7 @@ def command_demo(args) -> int:
     budget = args.budget or DEMO_BUDGETS[args.pool]
     specs = {
         strategy: SearchSpec(pool=demo.pool, tasks=demo.tasks, strategy=strategy, budget=budget,
-                             concurrency=args.workers, seed=args.seed)
+                             concurrency=args.workers, seed=args.seed, shrunk_singles=0.1)
         for strategy in strategies
     }
     out = Path(args.out) if args.out else settings.data_dir / "runs" / time.strftime(f"demo-{args.pool}-%Y%m%d-%H%M%S")

@@ -24,6 +24,12 @@ def is_single(result: TrialResult) -> bool:
     return result.proposal.source.startswith("single:")
 
 
+def is_baseline(result: TrialResult) -> bool:
+    """A trial every search makes (singles, soups, shrunk singles), not the strategy's proposal."""
+    source = result.proposal.source
+    return is_single(result) or source in BASELINE_SOURCES or source.startswith("shrunk:")
+
+
 def macro(result: TrialResult, objectives: list[Objective], split: str) -> float:
     return macro_average(getattr(result, split), objectives)
 
@@ -50,7 +56,7 @@ def compare(results: list[TrialResult], objectives: list[Objective]) -> Comparis
     merges = [r for r in ok if not is_single(r)]
     if not singles or not merges:
         return None
-    optimized = [r for r in merges if r.proposal.source not in BASELINE_SOURCES] or merges
+    optimized = [r for r in merges if not is_baseline(r)] or merges
 
     def best(candidates, split):
         return min(candidates, key=lambda r: macro(r, objectives, split)) if candidates else None
