@@ -8,8 +8,8 @@ per tensor (in chunks of a million elements, so the accumulator stays in cache w
 every checkpoint streams through it once). No torch.stack of N inputs (mergekit's
 N+1x memory), no per-trial allocation: scratch buffers are kept and reused, so the
 working set is one model plus a few MB, whatever the number of checkpoints.
-fp32 pools merge at ~0.9x memcpy bandwidth on one CPU thread. bf16/fp16 pools summed
-in fp32 would be bound by the conversions (~0.4x): on the CPU they go through a
+fp32 pools merge at 0.7-0.9x memcpy bandwidth on one CPU thread. bf16/fp16 pools summed
+in fp32 would be bound by the conversions (~0.25x): on the CPU they go through a
 compiled one-pass kernel instead (merger/fused.py), eager torch being the fallback.
 
 One MergeMethod instance owns one scratch: use one instance per thread.
