@@ -54,9 +54,10 @@ class SearchDriver:
     keep the macro-average).
 
     The first `n_reference` trials (the singles and the uniform soup when
-    baselines are on) are the reference trials: their ok results set the
-    Chebyshev scaling and, once all are back, the hypervolume reference point,
-    fixed from then on so the hypervolume is comparable over time.
+    baselines are on) are the reference trials: once all are back, their ok
+    results set the hypervolume reference point, fixed from then on so the
+    hypervolume is comparable over time. (ParEGO scales objectives over every
+    result so far, see `_relabel`.)
     """
 
     def __init__(
@@ -75,7 +76,6 @@ class SearchDriver:
         self.objectives = spec.objectives
         self.space = WeightSpace(spec)
         self.strategy = make_strategy(spec.strategy, self.space.dim, spec.seed, self.space.normalize)
-        self._scalarizer = Scalarizer(self.objectives)
         self._baselines = fixed_baselines(self.space, spec.shrunk_singles) if spec.baselines else []
         self.n_reference = n_reference_trials(spec)
         self._reference: list[float] | None = None
@@ -179,9 +179,6 @@ class SearchDriver:
         """Book a result everywhere except in the strategy."""
         number = result.proposal.number
         self._results[number] = result
-        if result.status is TrialStatus.ok:
-            if number < self.n_reference:
-                self._scalarizer.observe(result.scores)
         if self._reference is None and all(i in self._results for i in range(self.n_reference)):
             settled = [self._results[i] for i in range(self.n_reference)]
             if any(r.status is TrialStatus.ok for r in settled):

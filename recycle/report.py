@@ -110,7 +110,7 @@ def print_verdict(verdict, checkpoint_names, objectives, console: Console | None
         table.add_column(column, justify="right" if column not in ("", "trial", "weights") else "left")
     for entry in verdict.entries:
         table.add_row(entry.label, f"{entry.result.proposal.number} {entry.result.proposal.source}",
-                      f"{entry.held_out_macro:.4f}", *[f"{entry.result.report[o.name]:.4f}" for o in objectives],
+                      f"{entry.held_out_macro:.4f}", *[f"{entry.held_out[o.name]:.4f}" for o in objectives],
                       f"{entry.weights_used}/{len(checkpoint_names)}", weights_text(entry.result, checkpoint_names))
     console.print(table)
     for merge, by_baseline in verdict.improvements.items():

@@ -28,7 +28,9 @@ class StaleRunError(RuntimeError):
 class Entry:
     label: str
     result: TrialResult
-    held_out_macro: float  # as re-scored for the bootstrap (lm_loss tasks), else the trial's
+    # Per task and their macro-average, as re-scored for the bootstrap (lm_loss tasks), else the trial's.
+    held_out: dict[str, float]
+    held_out_macro: float
     weights_used: int  # checkpoints with weight > 0.01
 
 
@@ -73,8 +75,12 @@ def held_out_verdict(
     picked = {label: result for label, result in picked.items() if result is not None}
     losses = _report_window_losses(spec, picked, device) if all(t.kind == "lm_loss" for t in spec.tasks) else {}
     entries = [
-        Entry(label, result, macro_nll(losses[label]) if losses else first.report_macro(result),
-              sum(1 for w in result.proposal.weights if w > 0.01))
+        Entry(
+            label, result,
+            {t: float(nll.sum() / tokens.sum()) for t, (nll, tokens) in losses[label].items()} if losses else result.report,
+            macro_nll(losses[label]) if losses else first.report_macro(result),
+            sum(1 for w in result.proposal.weights if w > 0.01),
+        )
         for label, result in picked.items()
     ]
     verdict = Verdict(entries=entries)

@@ -29,6 +29,8 @@ def test_verdict_compares_each_search_s_merge_with_every_baseline(runs, demo_poo
     for entry in verdict.entries:
         # Re-scored window by window: the trial's own held-out score, to rounding.
         assert entry.held_out_macro == pytest.approx(macro(entry.result, spec.objectives, "report"), rel=1e-4)
+        assert entry.held_out == pytest.approx(entry.result.report, rel=1e-4)
+        assert entry.held_out_macro == pytest.approx(sum(entry.held_out.values()) / len(entry.held_out))
         assert 1 <= entry.weights_used <= len(demo_pool.pool.names)
     for merge in verdict.merges:
         by_baseline = verdict.improvements[merge.label]

@@ -9,15 +9,6 @@ import numpy as np
 from proposer.strategies.base import Weights
 
 
-def normalize(x: Sequence[float]) -> Weights:
-    """Non-negative x scaled to sum 1; the all-zero vector means the uniform soup."""
-    clipped = np.clip(np.asarray(x, dtype=float), 0.0, None)
-    total = clipped.sum()
-    if total <= 0.0:
-        return tuple([1.0 / len(clipped)] * len(clipped))
-    return tuple(float(v) for v in clipped / total)
-
-
 # Stick breaking maps u in [0, 1]^(n-1) one-to-one onto the n-simplex: weight i
 # takes a fraction v_i of what the earlier ones left. With v_i = 1 - (1 - u_i)^(1/(n-1-i))
 # (the inverse CDF of Beta(1, n-1-i)), uniform u gives the uniform (Dirichlet(1))
