@@ -11,8 +11,9 @@ its own torch thread count and allocator settings, its own peak RSS):
 - merge: in-memory linear merge into preallocated outputs, GB/s counted as bytes
   read (N checkpoints) + written (one model), and its ratio to memcpy; for 1 vs
   the default number of intra-op threads, with and without THP_MEM_ALLOC_ENABLE;
-  bf16 both through the compiled one-pass kernel (merger/fused.py: "kernel":
-  "fused", its compile time in merge_first_s) and eager torch ("kernel": "eager");
+  through the compiled one-pass kernel (merger/fused.py: "kernel": "fused", its compile
+  time apart) and, for bf16, eager torch too ("kernel": "eager"); outputs are laid out
+  like the pool's segments (merger/segments.py), as the evaluator's resident model is;
 - working set: private memory (VmRSS - RssFile: the mapped pool is page cache,
   shared by every worker) the merge adds, for 2 and N checkpoints;
 - export: wall time and peak memory of export_merge.
@@ -151,13 +152,17 @@ def child_merge(args) -> None:
     n, nbytes = len(pool), pool.nbytes
     weights = [1.0 / n] * n  # all non-zero: every checkpoint is read
     method = make_method(pool, MergeSpec())
-    if not args.eager and device.type == "cpu" and args.dtype_name == "bf16":
-        # Compile the fused kernel on small tensors first: its cost (time, and the memory of
+    if not args.eager and device.type == "cpu":
+        # Compile the fused kernel on throwaway tensors first: its cost (time, and the memory of
         # torch's compiler, per process, whatever the pool) is reported apart from the merge's.
+        dtype = pool.float_dtype
+        size = 4096 if dtype != torch.float32 else fused.FP32_MIN_ELEMENTS  # fp32: big merges only
+        warm_out, warm_in = torch.empty(size, dtype=dtype), torch.ones(size, dtype=dtype)
         before, t0 = private_bytes(), time.perf_counter()
-        fused.combine(torch.empty(4096, dtype=torch.bfloat16), [torch.ones(4096, dtype=torch.bfloat16)] * n, weights)
-        emit("fused_compile_s", round(time.perf_counter() - t0, 2), "s", **ctx)
-        emit("fused_compiler_private_bytes", private_bytes() - before, "B", **ctx)
+        if fused.combine(warm_out, [warm_in] * n, weights):
+            emit("fused_compile_s", round(time.perf_counter() - t0, 2), "s", **ctx)
+            emit("fused_compiler_private_bytes", private_bytes() - before, "B", **ctx)
+        del warm_out, warm_in
 
     before = private_bytes()
     out = allocate_outputs(pool, device=device)

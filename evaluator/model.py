@@ -11,6 +11,30 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from merger import CheckpointPool, PoolError
+from merger.segments import flat_view
+
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def cpu_runs_natively(dtype: torch.dtype) -> bool:
+    """Whether this CPU has matrix instructions for `dtype` (AVX512-BF16 or AMX).
+
+    Without them torch emulates half-precision matmuls: measured 37x slower than fp32
+    on an AVX2-only AMD EPYC (0.9 vs 33.5 GFLOPS), 3x faster with AMX on an Intel Xeon.
+    """
+    if dtype == torch.bfloat16:
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    if dtype == torch.float16:
+        return bool(getattr(torch.cpu, "_is_amx_fp16_supported", lambda: False)())
+    return True
+
+
+def compute_dtype(pool_dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """What a model of a `pool_dtype` pool runs in: the pool's own dtype, except for half
+    precision on a CPU that would emulate it (fp32 then: the merge writes fp32 outputs)."""
+    if device.type == "cpu" and pool_dtype in HALF_DTYPES and not cpu_runs_natively(pool_dtype):
+        return torch.float32
+    return pool_dtype
 
 
 class ResidentModel:
@@ -19,11 +43,13 @@ class ResidentModel:
             raise PoolError("the pool has no config.json: the evaluator needs an HF-style checkpoint directory")
         config = AutoConfig.from_pretrained(pool.config_dir)
         float_dtypes = {pool.dtype(n) for n in pool.tensor_names if pool.dtype(n).is_floating_point}
-        self.dtype = dtype or (float_dtypes.pop() if len(float_dtypes) == 1 else torch.float32)
         self.device = torch.device(device)
+        pool_dtype = float_dtypes.pop() if len(float_dtypes) == 1 else torch.float32
+        self.dtype = dtype or compute_dtype(pool_dtype, self.device)
         self.model = AutoModelForCausalLM.from_config(config, dtype=self.dtype).to(self.device).eval()
         self.max_positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 1024)
         self.targets = self._bind(pool)
+        self._lay_out_like(pool)
 
     def _bind(self, pool: CheckpointPool) -> dict[str, torch.Tensor]:
         """Map every pool tensor to the model tensor it overwrites; check nothing is left random."""
@@ -44,3 +70,20 @@ class ResidentModel:
         if missing:
             raise PoolError(f"the checkpoints lack model tensors (first: {missing[0]!r})")
         return targets
+
+    def _lay_out_like(self, pool: CheckpointPool) -> None:
+        """Move the parameters of each pool segment into one buffer, in the pool's order, so a
+        merge fills each segment with one kernel call (merger.segments) instead of one per tensor."""
+        tensors = dict(self.model.named_parameters(remove_duplicate=False))
+        tensors.update(self.model.named_buffers(remove_duplicate=False))
+        for segment in pool.segments:
+            first = self.targets[segment.names[0]]
+            if any(name not in tensors or self.targets[name].dtype != first.dtype for name in segment.names):
+                continue
+            buffer = torch.empty(segment.numel, dtype=first.dtype, device=first.device)
+            for name, offset in zip(segment.names, segment.offsets):
+                view = buffer[offset : offset + self.targets[name].numel()].view(self.targets[name].shape)
+                view.copy_(self.targets[name])
+                tensors[name].data = view  # tied parameters are one Parameter: both follow
+                self.targets[name] = view
+            assert flat_view(self.targets, segment) is not None

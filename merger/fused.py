@@ -1,9 +1,11 @@
-"""One-pass linear combination of half-precision tensors on the CPU, compiled by torch.compile.
+"""One-pass linear combination of tensors on the CPU, compiled by torch.compile.
 
 Eager torch sums a bf16 pool in fp32 one pass per checkpoint, plus a bf16 -> fp32
-conversion pass each: ~0.25x memcpy bandwidth here. The compiled kernel reads every
-source once, accumulates in fp32 registers and writes the output once: 0.66-0.82x
-memcpy (bench/merge.py), within one bf16 ulp of the eager fp32 sum.
+conversion pass each: ~0.2x memcpy bandwidth. The compiled kernel reads every
+source once, accumulates in fp32 registers and writes the output once: over a flat
+segment (merger.segments) 0.64-0.67x memcpy on one thread, 0.92-0.97x on two
+(bench/merge.py, AVX2 AMD EPYC), within one bf16 ulp of the eager fp32 sum. Large
+fp32 merges take it too (see FP32_MIN_ELEMENTS).
 
 One kernel per number of sources (shapes are dynamic: every tensor of a model shares
 it), compiled on first use (~30 s cold, ~6 s once inductor's on-disk cache has it).
@@ -25,6 +27,10 @@ log = logging.getLogger(__name__)
 # A kernel's arguments grow with its sources; bigger merges take the eager path.
 MAX_SOURCES = 16
 HALF_DTYPES = (torch.bfloat16, torch.float16)
+# fp32 outputs: eager torch already reaches ~0.6x memcpy (a pass per checkpoint over a
+# cache-sized accumulator), the kernel 1.1-1.3x (one read of each source, one write),
+# so it pays for its compile (~6 s, ~140 MB per process) only on merges this large.
+FP32_MIN_ELEMENTS = 1 << 24
 
 _kernels: dict[int, object] = {}
 _unavailable: str | None = None
@@ -61,14 +67,20 @@ def eager_only():
 
 
 def applies(out: torch.Tensor, sources: Sequence[torch.Tensor]) -> bool:
+    # Half outputs from half sources; fp32 outputs (from half or fp32 sources) when large.
+    if out.dtype in HALF_DTYPES:
+        source_dtypes = HALF_DTYPES
+    elif out.dtype == torch.float32 and out.numel() >= FP32_MIN_ELEMENTS:
+        source_dtypes = (*HALF_DTYPES, torch.float32)
+    else:
+        return False
     return (
         _unavailable is None
         and not getattr(_local, "eager", False)
         and out.device.type == "cpu"
-        and out.dtype in HALF_DTYPES
         and 2 <= len(sources) <= MAX_SOURCES  # one source is a plain copy
         and out.is_contiguous()
-        and all(x.device.type == "cpu" and x.is_contiguous() and x.dtype in HALF_DTYPES for x in sources)
+        and all(x.device.type == "cpu" and x.is_contiguous() and x.dtype in source_dtypes for x in sources)
     )
 
 

@@ -4,13 +4,15 @@ A trial merges into preallocated outputs in place:
 
     acc.copy_(x_0).mul_(w_0); acc.add_(x_i, alpha=w_i) for each other checkpoint
 
-per tensor (in chunks of a million elements, so the accumulator stays in cache while
-every checkpoint streams through it once). No torch.stack of N inputs (mergekit's
-N+1x memory), no per-trial allocation: scratch buffers are kept and reused, so the
-working set is one model plus a few MB, whatever the number of checkpoints.
-fp32 pools merge at 0.7-0.9x memcpy bandwidth on one CPU thread. bf16/fp16 pools summed
-in fp32 would be bound by the conversions (~0.25x): on the CPU they go through a
-compiled one-pass kernel instead (merger/fused.py), eager torch being the fallback.
+per tensor, or per segment (a run of tensors stored back to back in every checkpoint,
+merged as one flat tensor when the outputs are laid out alike: merger/segments.py), in
+chunks of a million elements, so the accumulator stays in cache while every checkpoint
+streams through it once. No torch.stack of N inputs (mergekit's N+1x memory), no
+per-trial allocation: scratch buffers are kept and reused, so the working set is one
+model plus a few MB, whatever the number of checkpoints. Eager fp32 merges reach
+~0.6x memcpy bandwidth, eager bf16 (conversion-bound) ~0.2x; on the CPU half-precision
+and large fp32 merges go through a compiled one-pass kernel instead (merger/fused.py:
+0.64x-1.3x), eager torch being the fallback.
 
 One MergeMethod instance owns one scratch: use one instance per thread.
 """
@@ -27,6 +29,7 @@ from contracts.models import MergeSpec
 from merger import fused
 from merger.errors import MergerError, MethodError, WeightsError
 from merger.pool import CheckpointPool
+from merger.segments import allocate_flat, flat_view
 
 # Elements per chunk: on the CPU 1M fp32 elements (4 MB) keep the accumulator and the
 # conversion buffer in L3; on an accelerator chunks only bound the scratch size.
@@ -117,14 +120,28 @@ class MergeMethod:
     def merge_tensor(self, prepared: Any, name: str, out: torch.Tensor, scratch: Scratch) -> None:
         raise NotImplementedError
 
+    def merge_segment(self, prepared: Any, number: int, out: torch.Tensor, scratch: Scratch) -> bool:
+        """Fill the flat output of pool segment `number` at once; False: this method merges
+        tensor by tensor (only elementwise methods can treat a segment as one tensor)."""
+        return False
+
     def merge_into(self, weights: Sequence[float], out: Mapping[str, torch.Tensor], scratch: Scratch | None = None) -> None:
-        """Merge every pool tensor into `out[name]` in place (extra entries of `out` are ignored)."""
+        """Merge every pool tensor into `out[name]` in place (extra entries of `out` are ignored).
+
+        Where `out` lays a segment's tensors out like the pool does (merger.segments), the
+        segment is merged as one tensor: one kernel call instead of one per tensor."""
         prepared = self.prepare(weights)
         check_outputs(self.pool, out)
         scratch = scratch if scratch is not None else self.scratch
         with torch.no_grad():  # outputs may be a live model's parameters
+            merged: set[str] = set()
+            for number, segment in enumerate(self.pool.segments):
+                flat = flat_view(out, segment)
+                if flat is not None and self.merge_segment(prepared, number, flat, scratch):
+                    merged.update(segment.names)
             for name in self.pool.tensor_names:
-                self.merge_tensor(prepared, name, out[name], scratch)
+                if name not in merged:
+                    self.merge_tensor(prepared, name, out[name], scratch)
 
 
 @register_method("linear")
@@ -167,6 +184,11 @@ class Linear(MergeMethod):
         sources = [(pool.tensor(i, name), c) for i, c in prepared]
         linear_combination(out, sources, scratch, accumulate_fp32=self.spec.accumulate == "float32")
 
+    def merge_segment(self, prepared: list[tuple[int, float]], number: int, out: torch.Tensor, scratch: Scratch) -> bool:
+        sources = [(self.pool.segment(i, number), c) for i, c in prepared]
+        linear_combination(out, sources, scratch, accumulate_fp32=self.spec.accumulate == "float32")
+        return True
+
 
 def linear_combination(
     out: torch.Tensor,
@@ -180,7 +202,8 @@ def linear_combination(
     pool_dtype = sources[0][0].dtype if sources else out.dtype
     direct = out.dtype in (torch.float32, torch.float64) or (not accumulate_fp32 and out.dtype == pool_dtype)
     coeffs = [c for _, c in sources]
-    if not direct and fused.combine(out, [x for x, _ in sources], coeffs):
+    # The fused kernel sums in fp32: not for half outputs told to sum in their own dtype.
+    if (out.dtype == torch.float32 or not direct) and fused.combine(out, [x for x, _ in sources], coeffs):
         return
     for o, xs in _chunks(out, [x for x, _ in sources]):
         _combine(o, xs, coeffs, scratch, direct)
@@ -247,9 +270,13 @@ def check_outputs(pool: CheckpointPool, out: Mapping[str, torch.Tensor]) -> None
 
 
 def allocate_outputs(pool: CheckpointPool, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """One uninitialized tensor per pool tensor; floating ones in `dtype` if given."""
-    out = {}
+    """One uninitialized tensor per pool tensor; floating ones in `dtype` if given. The
+    tensors of each pool segment are views of one buffer, so merges take the flat path."""
+    shapes = {name: pool.shape(name) for name in pool.tensor_names}
+    out = allocate_flat(pool.segments, shapes, lambda segment: dtype or segment.dtype, torch.device(device))
     for name in pool.tensor_names:
+        if name in out:
+            continue
         t_dtype = pool.dtype(name)
         if dtype is not None and t_dtype.is_floating_point:
             t_dtype = dtype

@@ -19,9 +19,7 @@ from contracts.models import PoolSpec
 from merger.errors import PoolError
 from merger.locate import INDEX_FILE, Located, locate, resolve_roots
 from merger.safetensors_mmap import DTYPE_NAMES, HeaderError, MappedFile, TensorInfo, read_header
-
-# name -> (file, info): where each tensor of one checkpoint lives.
-Layout = dict[str, tuple[Path, TensorInfo]]
+from merger.segments import Layout, Segment, find_segments, span
 
 
 class CheckpointPool:
@@ -33,6 +31,8 @@ class CheckpointPool:
         tensors: list[dict[str, torch.Tensor]],
         files: list[MappedFile],
         device: torch.device,
+        segments: list[Segment] = (),
+        segment_tensors: list[list[torch.Tensor]] = (),
     ):
         # Use CheckpointPool.open(); this constructor trusts its arguments.
         self.spec = spec
@@ -46,6 +46,10 @@ class CheckpointPool:
         self._shapes = {name: torch.Size(info.shape) for name, info in infos.items()}
         self._tensors: list[dict[str, torch.Tensor]] | None = tensors
         self._files = files
+        # Runs of tensors stored back to back in every checkpoint (see merger.segments), and
+        # per checkpoint one flat view over each run.
+        self.segments: list[Segment] = list(segments)
+        self._segment_tensors = list(segment_tensors)
 
     # -- opening -------------------------------------------------------------------
 
@@ -56,19 +60,23 @@ class CheckpointPool:
         layouts = [_read_layout(loc) for loc in located]
         _check_compatible(located, layouts)
 
+        segments = find_segments(layouts)
         files: list[MappedFile] = []
         tensors: list[dict[str, torch.Tensor]] = []
+        segment_tensors: list[list[torch.Tensor]] = []
         try:
             for layout in layouts:
                 mapped = {path: MappedFile(path) for path in sorted({path for path, _ in layout.values()})}
                 files.extend(mapped.values())
                 tensors.append({name: mapped[path].tensor(info) for name, (path, info) in layout.items()})
+                spans = [span(layout, segment) for segment in segments]
+                segment_tensors.append([mapped[path].tensor(info) for path, info in spans])
         except BaseException:
             for f in files:
                 f.close()
             raise
         infos = {name: info for name, (_, info) in layouts[0].items()}
-        return cls(spec, located, infos, tensors, files, torch.device("cpu"))
+        return cls(spec, located, infos, tensors, files, torch.device("cpu"), segments, segment_tensors)
 
     # -- what the pool holds -------------------------------------------------------
 
@@ -87,6 +95,12 @@ class CheckpointPool:
         if self._tensors is None:
             raise PoolError(f"pool {self.spec.name!r} is closed")
         return self._tensors[index][name]
+
+    def segment(self, index: int, number: int) -> torch.Tensor:
+        """Checkpoint `index`'s tensors of `self.segments[number]` as one flat read-only view."""
+        if self._tensors is None:
+            raise PoolError(f"pool {self.spec.name!r} is closed")
+        return self._segment_tensors[index][number]
 
     @property
     def nbytes(self) -> int:
@@ -129,12 +143,22 @@ class CheckpointPool:
                     f"pool {self.spec.name!r} needs {need / 2**30:.1f} GiB on {device}, only {free / 2**30:.1f} GiB free: "
                     "merge from the CPU pool instead"
                 )
-        moved = [{name: t.to(device) for name, t in ts.items()} for ts in self._tensors]
-        return CheckpointPool(self.spec, self._located, self._infos, moved, [], device)
+        moved, moved_segments = [], []
+        for tensors, flats in zip(self._tensors, self._segment_tensors):
+            # Segments move as one copy each; their tensors become views of it.
+            flats = [flat.to(device) for flat in flats]
+            views = {}
+            for segment, flat in zip(self.segments, flats):
+                for name, offset in zip(segment.names, segment.offsets):
+                    views[name] = flat[offset : offset + self._shapes[name].numel()].view(self._shapes[name])
+            moved.append({name: views[name] if name in views else t.to(device) for name, t in tensors.items()})
+            moved_segments.append(flats)
+        return CheckpointPool(self.spec, self._located, self._infos, moved, [], device, self.segments, moved_segments)
 
     def close(self) -> None:
         """Drop the views and unmap the files (views still held elsewhere keep theirs mapped)."""
         self._tensors = None
+        self._segment_tensors = []
         for f in self._files:
             f.close()
         self._files = []

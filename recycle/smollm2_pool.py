@@ -9,9 +9,10 @@ the GGUF quantization config (a GGUF-loaded model refuses to be saved).
 Each specialist starts from the base and trains every transformer layer (the tied
 embedding stays frozen: it is a fifth of the parameters and its gradient the
 costliest) for a few dozen AdamW steps on batches of mostly its own domain, with
-bf16 autocast (AMX/AVX512-BF16 make that several times faster than fp32 here) and
-eager attention (SDPA's backward is several times slower on CPU). Checkpoints are
-saved as bf16 safetensors; the evaluator then runs them in bf16.
+bf16 autocast where the CPU has AMX/AVX512-BF16 (several times faster than fp32 there;
+elsewhere fp32, as emulated bf16 is far slower) and eager attention (SDPA's backward is
+several times slower on CPU). Checkpoints are saved as bf16 safetensors; the evaluator
+runs them in bf16, or in fp32 on a CPU without bf16 instructions.
 
 The pool is built once per cache folder (keyed by recipe, seed, Python and code).
 """
@@ -28,6 +29,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from evaluator.model import cpu_runs_natively
 from recycle.demo_pool import DemoPool, pool_and_tasks
 from recycle.finetune import (
     BASE,
@@ -107,17 +109,20 @@ def build_smollm2_pool(
     cfg = RECIPES[recipe]
     # Costly to rebuild, so keyed by what it is made of, not by a hash of the code:
     # bump BUILD_VERSION when a code change alters what gets built.
+    # bf16 autocast only where the CPU runs bf16 matmuls natively (3x faster than fp32 with
+    # AMX); an AVX2-only CPU emulates them ~37x slower than fp32, so it trains in fp32.
+    bf16 = cpu_runs_natively(torch.bfloat16)
     key = {"version": BUILD_VERSION, "recipe": asdict(cfg), "seed": seed, "gguf": gguf_file().name,
-           "torch": torch.__version__, "python": platform.python_version()}
+           "torch": torch.__version__, "python": platform.python_version(), "bf16_autocast": bf16}
     cache = BuildCache(cache_dir, key)
     domains = build_once(
-        cache, lambda: _build(cache.folder, cfg, seed, log), threads=torch.get_num_threads(), recipe=asdict(cfg),
+        cache, lambda: _build(cache.folder, cfg, seed, log, bf16), threads=torch.get_num_threads(), recipe=asdict(cfg),
         label=f"SmolLM2 pool ({recipe})", log=log,
     )
     return _specs(cache.folder, recipe, domains)
 
 
-def _build(cache_dir: Path, cfg: Recipe, seed: int, log) -> tuple[list[str], dict[str, float]]:
+def _build(cache_dir: Path, cfg: Recipe, seed: int, log, bf16_autocast: bool) -> tuple[list[str], dict[str, float]]:
     splits = split_corpora(train_docs=cfg.train_docs, eval_docs=cfg.eval_docs, doc_chars=cfg.doc_chars, seed=seed)
     write_task_files(cache_dir / "tasks", splits, log)
     loaded = time.perf_counter()
@@ -137,7 +142,7 @@ def _build(cache_dir: Path, cfg: Recipe, seed: int, log) -> tuple[list[str], dic
         rows = specialist_rows(stream, list(streams.values()), cfg.batch)
         losses[domain] = train(
             model, rows, steps=cfg.steps, lr=cfg.lr, batch=cfg.batch, ctx=cfg.ctx, seed=seed * 1000 + number,
-            log=log, label=domain, bf16_autocast=True,
+            log=log, label=domain, bf16_autocast=bf16_autocast,
         )
         save_checkpoint(model, tokenizer, cache_dir / "pool" / domain, dtype=torch.bfloat16)
     return list(splits), losses

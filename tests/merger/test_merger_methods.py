@@ -287,6 +287,23 @@ def test_fused_kernel_serves_every_number_of_sources(gpt2_bf16_dirs):
         assert fused._unavailable is None and {2, 3, 4} <= set(fused._kernels)
 
 
+def test_large_fp32_merges_take_the_fused_kernel(gpt2_pool, monkeypatch):
+    """fp32 outputs of at least FP32_MIN_ELEMENTS go through the one-pass kernel (here lowered
+    so the tiny pool qualifies); smaller ones stay eager, as compiling would cost more."""
+    calls = []
+    combine = fused.combine
+    monkeypatch.setattr(fused, "combine", lambda out, xs, c: calls.append(out.numel()) or combine(out, xs, c))
+    weights = [0.5, 0.3, 0.2]
+    eager = allocate_outputs(gpt2_pool)
+    merge_into(gpt2_pool, MergeSpec(), weights, eager)
+    assert not fused.applies(eager[gpt2_pool.tensor_names[0]], [gpt2_pool.tensor(0, gpt2_pool.tensor_names[0])] * 3)
+    monkeypatch.setattr(fused, "FP32_MIN_ELEMENTS", 1)
+    compiled = allocate_outputs(gpt2_pool)
+    merge_into(gpt2_pool, MergeSpec(), weights, compiled)
+    assert fused._unavailable is None and calls
+    assert_merged(compiled, reference(gpt2_pool, weights), gpt2_pool.tensor_names, atol=1e-6)
+
+
 def test_repeated_merges_allocate_nothing(gpt2_bf16_dirs, small_chunks, monkeypatch):
     """Outputs stay where they are, and the scratch is reused (bf16: fp32 accumulator).
     On the eager path: the fused kernel allocates nothing by construction."""
