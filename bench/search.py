@@ -30,7 +30,10 @@ from contracts import CheckpointRef, PoolSpec, Proposal, SearchSpec, TaskSpec, T
 from proposer import MemoryStore, ParetoArchive, SearchDriver, macro_average
 from proposer.search import n_reference_trials
 
-STRATEGIES = ("tpe", "cmaes", "random")
+# (label, strategy, surrogate pre-screening): the strategies as shipped, random search,
+# and the ablation without the surrogate (the strategies alone, told the macro-average).
+VARIANTS = (("tpe", "tpe", True), ("cmaes", "cmaes", True), ("random", "random", False),
+            ("tpe-unscreened", "tpe", False), ("cmaes-unscreened", "cmaes", False))
 
 
 def emit(**fields) -> None:
@@ -70,15 +73,21 @@ class Demo:
         self.pool, self.tasks = demo.pool, demo.tasks
         self.evaluator = Evaluator(SearchSpec(pool=demo.pool, tasks=demo.tasks))
         self.best_known = None  # the best macro-average seen in any run
+        # The evaluator is deterministic, and every run shares its baselines: score each merge once.
+        self._scored: dict[tuple[float, ...], TrialResult] = {}
 
     def evaluate(self, proposal: Proposal) -> TrialResult:
-        return self.evaluator.evaluate(proposal)
+        result = self._scored.get(proposal.weights)
+        if result is None:
+            result = self._scored[proposal.weights] = self.evaluator.evaluate(proposal)
+        return result.model_copy(update={"proposal": proposal})
 
 
-def run_search(objective, strategy: str, budget: int, seed: int, concurrency: int = 4, scalarization: str = "mean") -> dict:
+def run_search(objective, strategy: str, budget: int, seed: int, concurrency: int = 4, scalarization: str = "mean",
+               surrogate: bool = True) -> dict:
     """One search with `concurrency` trials in flight, finishing in a seeded random order."""
     spec = SearchSpec(pool=objective.pool, tasks=objective.tasks, strategy=strategy, budget=budget,
-                      concurrency=concurrency, seed=seed)
+                      concurrency=concurrency, seed=seed, surrogate=surrogate)
     store = MemoryStore()
     store.create_search("bench", spec)
     driver = SearchDriver("bench", spec, store, scalarization=scalarization)
@@ -118,14 +127,15 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def compare(objective, budgets: list[int], seeds: int, scalarization: str) -> None:
-    runs = {(s, b): [run_search(objective, s, b, seed, scalarization=scalarization) for seed in range(seeds)]
-            for b in budgets for s in STRATEGIES}
+    runs = {(label, b): [run_search(objective, strategy, b, seed, scalarization=scalarization, surrogate=surrogate)
+                         for seed in range(seeds)]
+            for b in budgets for label, strategy, surrogate in VARIANTS}
     best_known = objective.best_known
     if best_known is None:
         best_known = min(r["best_macro"] for rs in runs.values() for r in rs)
     for budget in budgets:
         gains = {}
-        for strategy in STRATEGIES:
+        for strategy, _, _ in VARIANTS:
             rs = runs[strategy, budget]
             gains[strategy] = mean_std([r["hv_gain"] for r in rs])
             reached = [trials_to_close(r["curve"], r["uniform_macro"], best_known) for r in rs]
@@ -134,7 +144,7 @@ def compare(objective, budgets: list[int], seeds: int, scalarization: str) -> No
                  best_macro_mean=mean_std([r["best_macro"] for r in rs])[0],
                  best_macro_std=mean_std([r["best_macro"] for r in rs])[1], best_known_macro=best_known,
                  trials_to_95pct=[t for t in reached], reached_95pct=sum(t is not None for t in reached))
-        for strategy in ("tpe", "cmaes"):
+        for strategy in (label for label, _, _ in VARIANTS if label != "random"):
             ratio = gains[strategy][0] / gains["random"][0] if gains["random"][0] > 0 else None
             emit(objective=objective.name, figure="hv_gain_ratio_vs_random", strategy=strategy, budget=budget,
                  value=ratio, target=1.2)

@@ -133,6 +133,9 @@ class SearchOptions(Frozen):
     # (0: none). Near a fine-tuned checkpoint the loss on its own task is flat while the
     # others improve at once, so a small move (0.1) often beats the checkpoint on every task.
     shrunk_singles: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # TPE and CMA-ES draw several candidates per ask and propose the one a quadratic
+    # surrogate of the tasks predicts adds most to the Pareto front (random search never).
+    surrogate: bool = True
     # A trial running longer than this is marked failed.
     trial_timeout_s: float = Field(default=1800.0, gt=0, le=7 * 24 * 3600)
 

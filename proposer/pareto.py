@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 from contracts import Objective, TrialResult, TrialStatus
 from proposer.scalarize import loss_vector
 
@@ -17,6 +19,23 @@ Point = Sequence[float]
 def dominates(a: Point, b: Point) -> bool:
     """a is no worse than b everywhere and better somewhere."""
     return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def non_dominated(points: np.ndarray) -> np.ndarray:
+    """Mask of the rows of `points` (n x objectives) that no other row dominates."""
+    points = np.asarray(points, dtype=float)
+    mask = np.zeros(len(points), dtype=bool)
+    front: list[int] = []
+    # A point can only be dominated by one with a smaller sum, so in order of the sum each
+    # point needs checking against the front found so far only.
+    for i in np.argsort(points.sum(axis=1), kind="stable"):
+        if front:
+            members = points[front]
+            if ((members <= points[i]).all(axis=1) & (members < points[i]).any(axis=1)).any():
+                continue
+        front.append(int(i))
+    mask[front] = True
+    return mask
 
 
 class ParetoArchive:

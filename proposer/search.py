@@ -7,7 +7,9 @@ where the last one stopped.
 
 Trial order: the fixed baselines (each single checkpoint, then the uniform soup),
 then strategy proposals, with the greedy soup's steps slotted in as soon as the
-step before returned (each needs its predecessor's result).
+step before returned (each needs its predecessor's result). With `spec.surrogate`,
+TPE and CMA-ES offer several candidates per ask and a quadratic surrogate of the
+tasks picks the one predicted to add most hypervolume (proposer.prescreen).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from contracts import Objective, Proposal, SearchSpec, TrialResult, TrialStatus
 from proposer.baselines import fixed_baselines, greedy_candidate, soup_weights
 from proposer.pareto import ParetoArchive, reference_point
+from proposer.prescreen import HypervolumePrescreen
 from proposer.scalarize import Scalarizer, loss_vector, macro_average
 from proposer.space import WeightSpace
 from proposer.store import SearchStore
@@ -81,6 +84,9 @@ class SearchDriver:
         self._reference: list[float] | None = None
         self._proposals: dict[int, Proposal] = {}
         self._results: dict[int, TrialResult] = {}  # in the order they were taken in
+        # Per ok trial: (strategy weights, loss vector), what the pre-screening surrogate reads.
+        self._points: dict[int, tuple[Weights, list[float]]] = {}
+        self._archive = ParetoArchive(self.objectives)
         self._lock = threading.RLock()
         self._resume()
 
@@ -124,8 +130,16 @@ class SearchDriver:
             return "greedy", self.space.to_pool(soup_weights(members, self.space.dim))
         if self.scalarization == "parego":
             self._relabel(number)
-        [x] = self.strategy.ask([number])
+        pick = self._prescreen().pick if self.spec.surrogate and self.strategy.n_candidates > 1 else None
+        [x] = self.strategy.ask([number], pick=pick)
         return self.strategy.name, self.space.to_pool(x)
+
+    def _prescreen(self) -> HypervolumePrescreen:
+        """A surrogate of every task, fitted to the results so far (see proposer.prescreen)."""
+        observed = [self._points[n] for n in sorted(self._points)]
+        pending = [self.space.to_strategy(p.weights) for n, p in self._proposals.items() if n not in self._results]
+        front = [self._points[r.proposal.number][1] for r in self._archive.front]
+        return HypervolumePrescreen(observed, pending, on_simplex=self.space.normalize, front=front)
 
     def _greedy_members(self) -> tuple[int, ...] | None:
         """Members of the greedy soup's next step if it can be proposed now."""
@@ -179,6 +193,9 @@ class SearchDriver:
         """Book a result everywhere except in the strategy."""
         number = result.proposal.number
         self._results[number] = result
+        if result.status is TrialStatus.ok:
+            self._points[number] = (self.space.to_strategy(result.proposal.weights), loss_vector(result.scores, self.objectives))
+            self._archive.add(result)
         if self._reference is None and all(i in self._results for i in range(self.n_reference)):
             settled = [self._results[i] for i in range(self.n_reference)]
             if any(r.status is TrialStatus.ok for r in settled):

@@ -11,11 +11,13 @@ instead of pickling it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
 Weights = tuple[float, ...]
+# Chooses one of a strategy's candidates for a trial (see proposer.prescreen): an index.
+Pick = Callable[[Sequence[Weights]], int]
 
 
 def derived_seed(seed: int, *keys: int) -> int:
@@ -25,6 +27,8 @@ def derived_seed(seed: int, *keys: int) -> int:
 
 class Strategy(ABC):
     name: ClassVar[str]
+    # Candidates drawn per ask when a `pick` is given (1: the strategy never offers a choice).
+    n_candidates: ClassVar[int] = 1
 
     def __init__(self, n_weights: int, seed: int, normalize: bool):
         if n_weights < (2 if normalize else 1):
@@ -35,8 +39,13 @@ class Strategy(ABC):
         self.normalize = normalize
 
     @abstractmethod
-    def ask(self, numbers: Sequence[int]) -> list[Weights]:
-        """Weights for these trial numbers; each ask sees the earlier ones as pending."""
+    def ask(self, numbers: Sequence[int], pick: Pick | None = None) -> list[Weights]:
+        """Weights for these trial numbers; each ask sees the earlier ones as pending.
+
+        With `pick`, a strategy that models where good points are draws `n_candidates`
+        from its model per trial, its own favourite first, and proposes the one `pick`
+        chooses. What it proposes still depends only on its history and on `pick`.
+        """
 
     @abstractmethod
     def tell(self, number: int, weights: Weights, loss: float | None) -> None:

@@ -6,10 +6,12 @@ generation, and the first `population_size` results of that generation to come
 back are told; later ones, failures and points this strategy never asked (the
 baselines) are ignored. The search starts from the uniform soup.
 
-Each sample reseeds the sampler with (seed, trial number), so a sample depends only
-on the distribution and the number. That lets `restore` recover which generation
-each stored ask belonged to: an ask the current distribution does not reproduce
-was made after that generation had been told.
+Each sample reseeds the sampler with (seed, trial number, candidate), so a sample
+depends only on the distribution and those numbers. That lets `restore` recover which
+generation each stored ask belonged to: an ask that none of the current
+distribution's candidates reproduces was made after that generation had been told.
+With a `pick` (pre-screening, see proposer.prescreen) an ask draws `n_candidates`
+samples and proposes the one picked; CMA-ES is then told the picked samples only.
 
 Coordinates. On the simplex: additive log-ratios z in R^(n-1), weights softmax([z, 0]),
 starting at z = 0 (the uniform soup). Every z is a distinct merge, so no step is wasted
@@ -27,7 +29,7 @@ import numpy as np
 from cmaes import CMA
 
 from proposer.strategies import simplex
-from proposer.strategies.base import Strategy, Weights, derived_seed
+from proposer.strategies.base import Pick, Strategy, Weights, derived_seed
 
 
 # On the simplex: step size and bounds of the log-ratio coordinates (a weight ratio of e^8
@@ -38,6 +40,7 @@ LOGIT_BOUND = 8.0
 
 class CMAESStrategy(Strategy):
     name = "cmaes"
+    n_candidates = 16
 
     def __init__(self, n_weights: int, seed: int, normalize: bool):
         super().__init__(n_weights, seed, normalize)
@@ -59,10 +62,11 @@ class CMAESStrategy(Strategy):
     def population_size(self) -> int:
         return self._cma.population_size
 
-    def ask(self, numbers: Sequence[int]) -> list[Weights]:
+    def ask(self, numbers: Sequence[int], pick: Pick | None = None) -> list[Weights]:
         weights = []
         for number in numbers:
-            x = self._sample(number)
+            samples = [self._sample(number, j) for j in range(self.n_candidates if pick else 1)]
+            x = samples[pick([self._weights(s) for s in samples]) if pick else 0]
             self._remember(number, x)
             weights.append(self._weights(x))
         return weights
@@ -77,13 +81,13 @@ class CMAESStrategy(Strategy):
 
     def restore(self, asked: Sequence[tuple[int, Weights]], told: Sequence[tuple[int, Weights, float | None]]) -> None:
         for number, weights in asked:
-            x = self._sample(number)
-            if not self._same(x, weights):
+            x = self._find(number, weights)
+            if x is None:
                 # Made after its generation was told: close the current generation.
                 # Tells of other generations are ignored, so replaying them all is safe.
                 super().restore(asked, told)
-                x = self._sample(number)
-                if not self._same(x, weights):
+                x = self._find(number, weights)
+                if x is None:
                     raise ValueError(
                         f"stored proposal {number} is not a CMA-ES sample of this search "
                         "(different seed or strategy version)"
@@ -91,8 +95,19 @@ class CMAESStrategy(Strategy):
             self._remember(number, x)
         super().restore(asked, told)
 
-    def _sample(self, number: int) -> np.ndarray:
-        self._cma.reseed_rng(derived_seed(self.seed, number))
+    def _find(self, number: int, weights: Weights) -> np.ndarray | None:
+        """The candidate of the current distribution that `weights` came from, if any
+        (which candidate was picked is not stored: it is recognized)."""
+        for j in range(self.n_candidates):
+            x = self._sample(number, j)
+            if self._same(x, weights):
+                return x
+        return None
+
+    def _sample(self, number: int, candidate: int = 0) -> np.ndarray:
+        # Candidate 0 is the sample an unscreened ask makes.
+        keys = (number, candidate) if candidate else (number,)
+        self._cma.reseed_rng(derived_seed(self.seed, *keys))
         return self._cma.ask()
 
     def _remember(self, number: int, x: np.ndarray) -> None:

@@ -6,19 +6,20 @@ from typing import Sequence
 
 import numpy as np
 
-from proposer.strategies.base import Strategy, Weights, derived_seed
+from proposer.strategies.base import Pick, Strategy, Weights, derived_seed
 
 
 class RandomStrategy(Strategy):
     """Dirichlet(1) (uniform on the simplex), or uniform in [0, 1]^n when unnormalized.
 
     Each trial number gets its own seeded generator, so proposals ignore both the
-    tells and the order of asks.
+    tells and the order of asks. Never pre-screened (`pick` is ignored): it is the
+    reference the model-based strategies are measured against.
     """
 
     name = "random"
 
-    def ask(self, numbers: Sequence[int]) -> list[Weights]:
+    def ask(self, numbers: Sequence[int], pick: Pick | None = None) -> list[Weights]:
         return [self._draw(number) for number in numbers]
 
     def _draw(self, number: int) -> Weights:

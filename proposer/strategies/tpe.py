@@ -6,6 +6,10 @@ told ones carry their loss, and points this strategy never asked (the baselines)
 are inserted as finished documents. TPE sorts documents by tid, so the set of
 observations matters, not the order of the tells.
 
+With a `pick` (pre-screening, see proposer.prescreen) an ask past the random startup
+draws `n_candidates` points from TPE's density of good points instead of keeping
+only its favourite, and proposes the one picked.
+
 Coordinates: one uniform(0, 1) per weight when unnormalized; on the simplex, the
 n-1 stick-breaking coordinates (see `simplex`). A document's values are always
 computed from the weights handed out, so the document rebuilt from a stored
@@ -23,11 +27,12 @@ from hyperopt import Trials, hp, tpe
 from hyperopt.base import JOB_STATE_DONE, JOB_STATE_RUNNING, Domain, trials_from_docs
 
 from proposer.strategies import simplex
-from proposer.strategies.base import Strategy, Weights, derived_seed
+from proposer.strategies.base import Pick, Strategy, Weights, derived_seed
 
 
 class TPEStrategy(Strategy):
     name = "tpe"
+    n_candidates = 16
     # Ask cost grows with the documents TPE reads (16 weights, 2 cores: ~15 ms
     # at 200, ~30 ms at 1000). It reads a window: the best finished trials (its
     # "good" density is built from at most 25 of them), the most recent finished
@@ -45,23 +50,56 @@ class TPEStrategy(Strategy):
         self._trials = Trials()
         self._docs: dict[int, dict] = {}
 
-    def ask(self, numbers: Sequence[int]) -> list[Weights]:
-        return [self._ask_one(number) for number in numbers]
+    def ask(self, numbers: Sequence[int], pick: Pick | None = None) -> list[Weights]:
+        return [self._ask_one(number, pick) for number in numbers]
 
-    def _ask_one(self, number: int) -> Weights:
-        window = trials_from_docs(self.window(), validate=False)
-        [doc] = tpe.suggest(
-            [number],
-            self._domain,
-            window,
-            derived_seed(self.seed, number),
-            n_startup_jobs=self.n_startup_jobs,
-            verbose=False,
-        )
-        coords = [float(doc["misc"]["vals"][label][0]) for label in self._labels]
-        weights = simplex.from_sticks(coords) if self.normalize else tuple(coords)
+    def _ask_one(self, number: int, pick: Pick | None) -> Weights:
+        docs = self.window()
+        if pick is None or len(docs) < self.n_startup_jobs:
+            window = trials_from_docs(docs, validate=False)
+            [doc] = tpe.suggest(
+                [number],
+                self._domain,
+                window,
+                derived_seed(self.seed, number),
+                n_startup_jobs=self.n_startup_jobs,
+                verbose=False,
+            )
+            weights = self._weights([float(doc["misc"]["vals"][label][0]) for label in self._labels])
+        else:
+            candidates = self.candidates(docs, number)
+            weights = candidates[pick(candidates)]
         self._insert(number, weights)
         return weights
+
+    def candidates(self, docs: list[dict], number: int) -> list[Weights]:
+        """`n_candidates` draws from TPE's density of good points l(x), best by its own
+        criterion l(x)/g(x) first.
+
+        Made of hyperopt's own pieces, as `tpe.suggest` uses them for uniform parameters
+        (the good/bad split, the adaptive Parzen estimators, the truncated mixtures);
+        suggest itself keeps only its favourite draw, per coordinate.
+        """
+        tids = [doc["tid"] for doc in docs]
+        # Pending and failed trials count as infinitely bad, as in tpe.suggest.
+        losses = [float(doc["result"]["loss"]) if "loss" in doc["result"] else float("inf") for doc in docs]
+        rng = np.random.default_rng(derived_seed(self.seed, number))
+        draws = np.empty((self.n_candidates, len(self._labels)))
+        log_ratio = np.zeros(self.n_candidates)
+        for column, label in enumerate(self._labels):
+            values = [doc["misc"]["vals"][label][0] for doc in docs]
+            below, above = tpe.ap_split_trials(tids, values, tids, losses, tpe._default_gamma)
+            # Prior of hp.uniform(0, 1): centred, as wide as the range.
+            good = tpe.adaptive_parzen_normal(below, tpe._default_prior_weight, 0.5, 1.0)
+            bad = tpe.adaptive_parzen_normal(above, tpe._default_prior_weight, 0.5, 1.0)
+            x = tpe.GMM1(*good, low=0.0, high=1.0, rng=rng, size=(self.n_candidates,))
+            draws[:, column] = x
+            log_ratio += tpe.GMM1_lpdf(x, *good, low=0.0, high=1.0) - tpe.GMM1_lpdf(x, *bad, low=0.0, high=1.0)
+        return [self._weights(draws[i]) for i in np.argsort(-log_ratio, kind="stable")]
+
+    def _weights(self, coords) -> Weights:
+        coords = [float(c) for c in coords]
+        return simplex.from_sticks(coords) if self.normalize else tuple(coords)
 
     def tell(self, number: int, weights: Weights, loss: float | None) -> None:
         doc = self._docs.get(number) or self._insert(number, weights)
