@@ -168,7 +168,9 @@ def test_workers_refuse_pickle_and_malformed_messages(stack, demo_pool, pool_id,
         for task_id, payload in bad.items():
             sender.send_task(keys.MERGE_AND_EVALUATE_TASK, args=[payload], queue=keys.TRIALS_QUEUE, task_id=task_id)
         sender.send_task(keys.MERGE_AND_EVALUATE_TASK, args=[], queue=keys.TRIALS_QUEUE, task_id="no-arguments")
-        wait_for(lambda: worker_logs(stack).count("refused") >= 3 and "no-arguments" in worker_logs(stack), 60,
+        # Celery logs the bad call's receipt before its refusal: wait for the refusal itself.
+        wait_for(lambda: worker_logs(stack).count("refused") >= 3
+                 and "missing 1 required positional argument" in worker_logs(stack), 60,
                  "the malformed messages to be refused", stack)
         logs = worker_logs(stack)
         assert "message wrong-shape refused: not a valid proposal" in logs
