@@ -6,8 +6,9 @@ Prints one JSON line per figure. Objectives:
              macro-average optimum is the mean of the w*_t.
   demo       the real demo pool (`--demo`), evaluated by the real Evaluator.
 Per (objective, strategy, budget): hypervolume gain over the seeded baselines
-(singles + uniform soup), best macro-average, trials needed to close 95% of the gap
-between the uniform soup and the best known macro-average; mean and standard
+(singles + uniform soup), best macro-average, the fraction of the gap between the
+uniform soup and the best known macro-average closed, trials needed to close 95% of
+it; mean and standard
 deviation over seeds. Then each strategy's hypervolume gain relative to random's,
 and TPE's ask latency after 1000 told trials.
 
@@ -122,6 +123,11 @@ def trials_to_close(curve: list[float], start: float, best: float, fraction: flo
     return next((i + 1 for i, value in enumerate(curve) if value <= target + 1e-12), None)
 
 
+def gap_closed_by(best: float, start: float, best_known: float) -> float:
+    """Fraction of the way from the uniform soup's macro-average to the best known one."""
+    return (start - best) / (start - best_known) if start > best_known else 1.0
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -139,10 +145,12 @@ def compare(objective, budgets: list[int], seeds: int, scalarization: str) -> No
             rs = runs[strategy, budget]
             gains[strategy] = mean_std([r["hv_gain"] for r in rs])
             reached = [trials_to_close(r["curve"], r["uniform_macro"], best_known) for r in rs]
+            gap_closed = mean_std([gap_closed_by(r["best_macro"], r["uniform_macro"], best_known) for r in rs])
             emit(objective=objective.name, strategy=strategy, budget=budget, seeds=seeds, scalarization=scalarization,
                  hv_gain_mean=gains[strategy][0], hv_gain_std=gains[strategy][1],
                  best_macro_mean=mean_std([r["best_macro"] for r in rs])[0],
                  best_macro_std=mean_std([r["best_macro"] for r in rs])[1], best_known_macro=best_known,
+                 uniform_macro=rs[0]["uniform_macro"], gap_closed_mean=gap_closed[0], gap_closed_std=gap_closed[1],
                  trials_to_95pct=[t for t in reached], reached_95pct=sum(t is not None for t in reached))
         for strategy in (label for label, _, _ in VARIANTS if label != "random"):
             ratio = gains[strategy][0] / gains["random"][0] if gains["random"][0] > 0 else None

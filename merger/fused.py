@@ -1,9 +1,9 @@
 """One-pass linear combination of tensors on the CPU, compiled by torch.compile.
 
 Eager torch sums a bf16 pool in fp32 one pass per checkpoint, plus a bf16 -> fp32
-conversion pass each: ~0.2x memcpy bandwidth. The compiled kernel reads every
+conversion pass each: 0.3-0.5x memcpy bandwidth. The compiled kernel reads every
 source once, accumulates in fp32 registers and writes the output once: over a flat
-segment (merger.segments) 0.64-0.67x memcpy on one thread, 0.92-0.97x on two
+segment (merger.segments) 0.92-0.94x memcpy on one thread, 1.05-1.09x on two
 (bench/merge.py, AVX2 AMD EPYC), within one bf16 ulp of the eager fp32 sum. Large
 fp32 merges take it too (see FP32_MIN_ELEMENTS).
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 MAX_SOURCES = 16
 HALF_DTYPES = (torch.bfloat16, torch.float16)
 # fp32 outputs: eager torch already reaches ~0.6x memcpy (a pass per checkpoint over a
-# cache-sized accumulator), the kernel 1.1-1.3x (one read of each source, one write),
+# cache-sized accumulator), the kernel ~1.0x (one read of each source, one write),
 # so it pays for its compile (~6 s, ~140 MB per process) only on merges this large.
 FP32_MIN_ELEMENTS = 1 << 24
 

@@ -29,7 +29,7 @@ import numpy as np
 from cmaes import CMA
 
 from proposer.strategies import simplex
-from proposer.strategies.base import Pick, Strategy, Weights, derived_seed
+from proposer.strategies.base import SCREENED_CANDIDATES, Pick, Strategy, Weights, derived_seed
 
 
 # On the simplex: step size and bounds of the log-ratio coordinates (a weight ratio of e^8
@@ -40,7 +40,7 @@ LOGIT_BOUND = 8.0
 
 class CMAESStrategy(Strategy):
     name = "cmaes"
-    n_candidates = 16
+    n_candidates = SCREENED_CANDIDATES
 
     def __init__(self, n_weights: int, seed: int, normalize: bool):
         super().__init__(n_weights, seed, normalize)

@@ -27,12 +27,12 @@ from hyperopt import Trials, hp, tpe
 from hyperopt.base import JOB_STATE_DONE, JOB_STATE_RUNNING, Domain, trials_from_docs
 
 from proposer.strategies import simplex
-from proposer.strategies.base import Pick, Strategy, Weights, derived_seed
+from proposer.strategies.base import SCREENED_CANDIDATES, Pick, Strategy, Weights, derived_seed
 
 
 class TPEStrategy(Strategy):
     name = "tpe"
-    n_candidates = 16
+    n_candidates = SCREENED_CANDIDATES
     # Ask cost grows with the documents TPE reads (16 weights, 2 cores: ~15 ms
     # at 200, ~30 ms at 1000). It reads a window: the best finished trials (its
     # "good" density is built from at most 25 of them), the most recent finished
