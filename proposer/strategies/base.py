@@ -25,13 +25,6 @@ def derived_seed(seed: int, *keys: int) -> int:
     return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
 
 
-# Candidates TPE and CMA-ES offer the pre-screening per ask. More choice, more hypervolume:
-# bench/search.py, 5 seeds, CMA-ES vs random 1.16x/1.20x (demo pool, 32/64 trials) and
-# 1.61x/1.48x (synthetic) with 16; 1.23x/1.25x and 1.74x/1.53x with 64. Drawing and
-# scoring 64 costs a few ms per ask.
-SCREENED_CANDIDATES = 64
-
-
 class Strategy(ABC):
     name: ClassVar[str]
     # Candidates drawn per ask when a `pick` is given (1: the strategy never offers a choice).
