@@ -11,9 +11,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from merger import CheckpointPool, PoolError
-from merger.segments import flat_view
-
-HALF_DTYPES = (torch.bfloat16, torch.float16)
+from merger.fused import HALF_DTYPES
+from merger.segments import flat_view, segment_views
 
 
 def cpu_runs_natively(dtype: torch.dtype) -> bool:
@@ -81,8 +80,8 @@ class ResidentModel:
             if any(name not in tensors or self.targets[name].dtype != first.dtype for name in segment.names):
                 continue
             buffer = torch.empty(segment.numel, dtype=first.dtype, device=first.device)
-            for name, offset in zip(segment.names, segment.offsets):
-                view = buffer[offset : offset + self.targets[name].numel()].view(self.targets[name].shape)
+            shapes = {name: self.targets[name].shape for name in segment.names}
+            for name, view in segment_views(buffer, segment, shapes).items():
                 view.copy_(self.targets[name])
                 tensors[name].data = view  # tied parameters are one Parameter: both follow
                 self.targets[name] = view

@@ -12,7 +12,7 @@ per-trial allocation: scratch buffers are kept and reused, so the working set is
 model plus a few MB, whatever the number of checkpoints. Eager fp32 merges reach
 ~0.6x memcpy bandwidth, eager bf16 (conversion-bound) ~0.2x; on the CPU half-precision
 and large fp32 merges go through a compiled one-pass kernel instead (merger/fused.py:
-0.64x-1.3x), eager torch being the fallback.
+~0.9-1.1x over a segment), eager torch being the fallback.
 
 One MergeMethod instance owns one scratch: use one instance per thread.
 """

@@ -19,7 +19,7 @@ from contracts.models import PoolSpec
 from merger.errors import PoolError
 from merger.locate import INDEX_FILE, Located, locate, resolve_roots
 from merger.safetensors_mmap import DTYPE_NAMES, HeaderError, MappedFile, TensorInfo, read_header
-from merger.segments import Layout, Segment, find_segments, span
+from merger.segments import Layout, Segment, find_segments, segment_views, span
 
 
 class CheckpointPool:
@@ -149,8 +149,7 @@ class CheckpointPool:
             flats = [flat.to(device) for flat in flats]
             views = {}
             for segment, flat in zip(self.segments, flats):
-                for name, offset in zip(segment.names, segment.offsets):
-                    views[name] = flat[offset : offset + self._shapes[name].numel()].view(self._shapes[name])
+                views.update(segment_views(flat, segment, self._shapes))
             moved.append({name: views[name] if name in views else t.to(device) for name, t in tensors.items()})
             moved_segments.append(flats)
         return CheckpointPool(self.spec, self._located, self._infos, moved, [], device, self.segments, moved_segments)

@@ -90,6 +90,14 @@ def flat_view(out: Mapping[str, torch.Tensor], segment: Segment) -> torch.Tensor
     return first.as_strided((segment.numel,), (1,), first.storage_offset())
 
 
+def segment_views(buffer: torch.Tensor, segment: Segment, shapes: Mapping[str, torch.Size]) -> dict[str, torch.Tensor]:
+    """`segment`'s tensors as views of its flat `buffer` (1-D, `segment.numel` long)."""
+    return {
+        name: buffer[offset : offset + shapes[name].numel()].view(shapes[name])
+        for name, offset in zip(segment.names, segment.offsets)
+    }
+
+
 def allocate_flat(
     segments: list[Segment], shapes: Mapping[str, torch.Size], dtype_of, device: torch.device
 ) -> dict[str, torch.Tensor]:
@@ -97,8 +105,5 @@ def allocate_flat(
     `dtype_of(segment)` is the buffer's dtype."""
     out = {}
     for segment in segments:
-        buffer = torch.empty(segment.numel, dtype=dtype_of(segment), device=device)
-        for name, offset in zip(segment.names, segment.offsets):
-            shape = shapes[name]
-            out[name] = buffer[offset : offset + shape.numel()].view(shape)
+        out.update(segment_views(torch.empty(segment.numel, dtype=dtype_of(segment), device=device), segment, shapes))
     return out

@@ -130,7 +130,11 @@ class SearchDriver:
             return "greedy", self.space.to_pool(soup_weights(members, self.space.dim))
         if self.scalarization == "parego":
             self._relabel(number)
-        pick = self._prescreen().pick if self.spec.surrogate and self.strategy.n_candidates > 1 else None
+        pick = None
+        if self.spec.surrogate and self.strategy.n_candidates > 1:
+            # Fitted only when the strategy offers candidates (TPE's random startup does not).
+            def pick(candidates: Sequence[Weights]) -> int:
+                return self._prescreen().pick(candidates)
         [x] = self.strategy.ask([number], pick=pick)
         return self.strategy.name, self.space.to_pool(x)
 
