@@ -19,6 +19,7 @@ from contracts.models import StrategyName
 from evaluator.data import TaskDataError
 from merger import CheckpointPool, PoolError, WeightsError, export_merge
 from recycle import report
+from recycle.finetune import BASE
 from recycle.runtime import run_search
 from recycle.settings import Settings
 from recycle.smollm2_pool import BaseModelMissing
@@ -28,6 +29,10 @@ from recycle.verdict import StaleRunError, held_out_verdict
 console = Console(width=None if sys.stdout.isatty() else 200)
 STRATEGY_NAMES = get_args(StrategyName)
 DEMO_BUDGETS = {"tiny": 48, "smollm2": 40}
+# The demo pools are a base and its specialists. linear: the paper's weighted average of the whole
+# pool (weights on the simplex). task-arithmetic: base + sum_i w_i (specialist_i - base), each w_i
+# in [0, 1]: a specialist can keep all of its fine-tuning while some of the others' is added.
+DEMO_MERGES = {"linear": MergeSpec(), "task-arithmetic": MergeSpec(normalize=False, base=BASE)}
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
 
 
@@ -200,7 +205,7 @@ def command_demo(args) -> int:
     budget = args.budget or DEMO_BUDGETS[args.pool]
     specs = {
         strategy: SearchSpec(pool=demo.pool, tasks=demo.tasks, strategy=strategy, budget=budget,
-                             concurrency=args.workers, seed=args.seed, shrunk_singles=0.1)
+                             concurrency=args.workers, seed=args.seed, shrunk_singles=0.1, merge=DEMO_MERGES[args.merge])
         for strategy in strategies
     }
     out = Path(args.out) if args.out else settings.data_dir / "runs" / time.strftime(f"demo-{args.pool}-%Y%m%d-%H%M%S")
@@ -413,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
                       " and 4 specialists fine-tuned here (built once, ~15 min on 2 cores)")
     demo.add_argument("--strategy", default="tpe,cmaes", help="one search per strategy, comma separated (tpe, cmaes, random)")
     demo.add_argument("--budget", type=int, help="trials per search (default: 48 tiny, 40 smollm2)")
+    demo.add_argument("--merge", default="linear", choices=sorted(DEMO_MERGES),
+                      help="linear: weights on the simplex over the whole pool (the paper's); task-arithmetic:"
+                      " the base plus weighted task vectors of the specialists, each weight in [0, 1]")
     demo.add_argument("--workers", type=int, default=2)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out")
