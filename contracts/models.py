@@ -129,9 +129,10 @@ class SearchOptions(Frozen):
     merge: MergeSpec = MergeSpec()
     # Evaluate every single checkpoint, the uniform soup and a greedy soup first.
     baselines: bool = True
-    # With baselines: also each checkpoint moved this fraction of the way to the uniform soup
-    # (0: none). Near a fine-tuned checkpoint the loss on its own task is flat while the
-    # others improve at once, so a small move (0.1) often beats the checkpoint on every task.
+    # With baselines: also each checkpoint moved this far towards the uniform soup (0: none;
+    # on the simplex mixed in, under task arithmetic added on top: see proposer.baselines).
+    # Near a fine-tuned checkpoint the loss on its own task is flat while the others improve
+    # at once, so a small move (0.1) can beat the checkpoint on every task.
     shrunk_singles: float = Field(default=0.0, ge=0.0, lt=1.0)
     # TPE and CMA-ES draw several candidates per ask and propose the one a quadratic
     # surrogate of the tasks predicts adds most to the Pareto front (random search never).
