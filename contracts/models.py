@@ -134,6 +134,10 @@ class SearchOptions(Frozen):
     # Near a fine-tuned checkpoint the loss on its own task is flat while the others improve
     # at once, so a small move (0.1) can beat the checkpoint on every task.
     shrunk_singles: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Unnormalized weights (task arithmetic) are searched in [0, max_weight]. Above 1 a task
+    # vector is extrapolated: on the demo pool only 1.05x the decimal specialist's own vector
+    # (plus 0.05 of the others') beat it on every task. The simplex ignores it: leave it at 1.
+    max_weight: float = Field(default=1.0, gt=0.0, le=4.0)
     # TPE and CMA-ES draw several candidates per ask and propose the one a quadratic
     # surrogate of the tasks predicts adds most to the Pareto front (random search never).
     surrogate: bool = True
@@ -147,6 +151,12 @@ class SearchOptions(Frozen):
         if len(set(names)) != len(names):
             raise ValueError("task names must be unique")
         return tasks
+
+    @model_validator(mode="after")
+    def _max_weight_needs_unnormalized(self) -> "SearchOptions":
+        if self.merge.normalize and self.max_weight != 1.0:
+            raise ValueError("max_weight bounds unnormalized weights: with merge.normalize the weights are on the simplex")
+        return self
 
     @property
     def objectives(self) -> list[Objective]:

@@ -78,7 +78,7 @@ class SearchDriver:
         self.scalarization = scalarization
         self.objectives = spec.objectives
         self.space = WeightSpace(spec)
-        self.strategy = make_strategy(spec.strategy, self.space.dim, spec.seed, self.space.normalize)
+        self.strategy = make_strategy(spec.strategy, self.space.dim, spec.seed, self.space.normalize, spec.max_weight)
         self._baselines = fixed_baselines(self.space, spec.shrunk_singles) if spec.baselines else []
         self.n_reference = n_reference_trials(spec)
         self._reference: list[float] | None = None

@@ -193,6 +193,10 @@ def command_demo(args) -> int:
     unknown = [s for s in strategies if s not in STRATEGY_NAMES]
     if unknown or not strategies:
         raise UsageError(f"unknown strategy {', '.join(unknown) or '(none)'}; choose from {', '.join(STRATEGY_NAMES)}")
+    if args.max_weight != 1.0 and args.merge == "linear":
+        raise UsageError("--max-weight bounds task-arithmetic weights (--merge task-arithmetic); linear weights are on the simplex")
+    if not 0.0 < args.max_weight <= 4.0:
+        raise UsageError(f"--max-weight must be in (0, 4], got {args.max_weight}")
     console.print(f"[bold]recycle demo[/]: building (or reusing) the {args.pool} checkpoint pool in {settings.pool_cache_dir}")
     if args.pool == "smollm2":
         from recycle.smollm2_pool import build_smollm2_pool  # noqa: PLC0415 - transformers' GGUF path is slow to import
@@ -205,7 +209,8 @@ def command_demo(args) -> int:
     budget = args.budget or DEMO_BUDGETS[args.pool]
     specs = {
         strategy: SearchSpec(pool=demo.pool, tasks=demo.tasks, strategy=strategy, budget=budget,
-                             concurrency=args.workers, seed=args.seed, shrunk_singles=0.1, merge=DEMO_MERGES[args.merge])
+                             concurrency=args.workers, seed=args.seed, shrunk_singles=0.1, merge=DEMO_MERGES[args.merge],
+                             max_weight=args.max_weight)
         for strategy in strategies
     }
     out = Path(args.out) if args.out else settings.data_dir / "runs" / time.strftime(f"demo-{args.pool}-%Y%m%d-%H%M%S")
@@ -420,7 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--budget", type=int, help="trials per search (default: 48 tiny, 40 smollm2)")
     demo.add_argument("--merge", default="linear", choices=sorted(DEMO_MERGES),
                       help="linear: weights on the simplex over the whole pool (the paper's); task-arithmetic:"
-                      " the base plus weighted task vectors of the specialists, each weight in [0, 1]")
+                      " the base plus weighted task vectors of the specialists, each weight in [0, --max-weight]")
+    demo.add_argument("--max-weight", type=float, default=1.0,
+                      help="task arithmetic: upper bound of each weight (above 1 extrapolates a task vector; default 1)")
     demo.add_argument("--workers", type=int, default=2)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out")

@@ -46,6 +46,40 @@ def test_run_a_search_from_yaml(demo_pool, tmp_path):
     assert "Pareto front" in done.stdout
 
 
+def test_run_a_task_arithmetic_search_as_the_demo_does(demo_pool, tmp_path):
+    from recycle.cli import DEMO_MERGES
+
+    merge = DEMO_MERGES["task-arithmetic"]
+    search = {
+        "pool": demo_pool.pool.model_dump(mode="json"),
+        "tasks": [t.model_dump(mode="json") for t in demo_pool.tasks],
+        "strategy": "tpe", "budget": 12, "concurrency": 2, "seed": 3, "shrunk_singles": 0.1,
+        "merge": merge.model_dump(mode="json"), "max_weight": 1.25,
+    }
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump(search))
+    out = tmp_path / "run"
+    done = recycle("run", str(tmp_path / "search.yaml"), "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    trials = sorted((json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()),
+                    key=lambda t: t["proposal"]["number"])
+    names = demo_pool.pool.names
+    base = names.index(merge.base)
+    assert len(trials) == 12 and all(t["status"] == "ok" for t in trials)
+    first = [(t["proposal"]["source"], t["proposal"]["weights"]) for t in trials[: len(names)]]
+    assert first[0] == (f"single:{merge.base}", [0.0] * len(names))  # the base model alone
+    for i, (source, weights) in enumerate(first[1:], start=1):
+        assert source == f"single:{names[i]}" and weights[i] == 1.0 and sum(weights) == 1.0
+    # Every proposal leaves the base's own weight at 0 and stays in [0, max_weight], unnormalized.
+    assert all(t["proposal"]["weights"][base] == 0.0 and all(0 <= w <= 1.25 for w in t["proposal"]["weights"]) for t in trials)
+    shrunk = [t["proposal"]["weights"] for t in trials if t["proposal"]["source"].startswith("shrunk")]
+    assert shrunk and all(max(w) == 1.0 and sum(w) > 1.0 for w in shrunk)  # a whole specialist plus a share of the others
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["done"] == 12 and summary["held_out"]["best_single"] > 0
+    recipe = yaml.safe_load((out / "best-merge" / "mergekit.yaml").read_text())
+    assert recipe["merge_method"] == "task_arithmetic" and recipe["base_model"].endswith(merge.base)
+
+
 def test_merge_matches_a_torch_reference(demo_pool, tmp_path):
     paths = [c.path for c in demo_pool.pool.checkpoints]
     weights = [0.5, 0.3, 0.2][: len(paths)] + [0.0] * max(0, len(paths) - 3)
@@ -86,6 +120,19 @@ def test_demo_refuses_an_unknown_strategy_before_building_anything(tmp_path, mon
     monkeypatch.setenv("RECYCLE_POOL_CACHE_DIR", str(tmp_path / "pools"))
     assert main(["demo", "--strategy", "tpe,annealing"]) == 2
     assert "unknown strategy annealing" in capsys.readouterr().out
+    assert not (tmp_path / "pools").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--max-weight", "1.5"], "--merge task-arithmetic"),
+    (["--merge", "task-arithmetic", "--max-weight", "0"], "must be in (0, 4]"),
+])
+def test_demo_refuses_a_bad_max_weight_before_building_anything(tmp_path, monkeypatch, capsys, args, words):
+    from recycle.cli import main
+
+    monkeypatch.setenv("RECYCLE_POOL_CACHE_DIR", str(tmp_path / "pools"))
+    assert main(["demo", *args]) == 2
+    assert words in capsys.readouterr().out
     assert not (tmp_path / "pools").exists()
 
 

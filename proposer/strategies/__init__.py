@@ -12,12 +12,12 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
-def make_strategy(name: str, n_weights: int, seed: int, normalize: bool) -> Strategy:
+def make_strategy(name: str, n_weights: int, seed: int, normalize: bool, high: float = 1.0) -> Strategy:
     try:
         cls = STRATEGIES[name]
     except KeyError:
         raise ValueError(f"unknown strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}") from None
-    return cls(n_weights, seed, normalize)
+    return cls(n_weights, seed, normalize, high)
 
 
 __all__ = ["STRATEGIES", "CMAESStrategy", "RandomStrategy", "Strategy", "TPEStrategy", "make_strategy"]

@@ -30,13 +30,18 @@ class Strategy(ABC):
     # Candidates drawn per ask when a `pick` is given (1: the strategy never offers a choice).
     n_candidates: ClassVar[int] = 1
 
-    def __init__(self, n_weights: int, seed: int, normalize: bool):
+    def __init__(self, n_weights: int, seed: int, normalize: bool, high: float = 1.0):
         if n_weights < (2 if normalize else 1):
             raise ValueError(f"nothing to search with {n_weights} weight(s)")
+        if normalize and high != 1.0:
+            raise ValueError("weights on the simplex have no upper bound to set")
         self.n_weights = n_weights
         self.seed = seed
-        # True: weights on the simplex. False: each weight in [0, 1] (task arithmetic).
+        # True: weights on the simplex. False: each weight in [0, high] (task arithmetic).
+        # The strategies search the weights themselves, not a rescaling of them, so the
+        # weights stored with a proposal rebuild a strategy exactly after a restart.
         self.normalize = normalize
+        self.high = high
 
     @abstractmethod
     def ask(self, numbers: Sequence[int], pick: Pick | None = None) -> list[Weights]:

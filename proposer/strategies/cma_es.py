@@ -17,7 +17,7 @@ Coordinates. On the simplex: additive log-ratios z in R^(n-1), weights softmax([
 starting at z = 0 (the uniform soup). Every z is a distinct merge, so no step is wasted
 along a direction that changes nothing (x / sum(x) of x in [0, 1]^n has one: the scale);
 on the synthetic benchmark this took CMA-ES from 0.81x to ~1.05x random's hypervolume
-gain and to the best macro-average of the three strategies. Unnormalized: x in [0, 1]^n
+gain and to the best macro-average of the three strategies. Unnormalized: x in [0, high]^n
 (bounds repair the samples), starting at 1/n each.
 """
 
@@ -46,14 +46,14 @@ class CMAESStrategy(Strategy):
     # 1.23x/1.25x with 64). Drawing and scoring 64 costs a few ms per ask.
     n_candidates = 64
 
-    def __init__(self, n_weights: int, seed: int, normalize: bool):
-        super().__init__(n_weights, seed, normalize)
+    def __init__(self, n_weights: int, seed: int, normalize: bool, high: float = 1.0):
+        super().__init__(n_weights, seed, normalize, high)
         if normalize:
             dim = n_weights - 1
             self._cma = CMA(mean=np.zeros(dim), sigma=SIGMA, bounds=np.tile([-LOGIT_BOUND, LOGIT_BOUND], (dim, 1)), seed=seed)
         else:
             start = 1.0 / n_weights
-            self._cma = CMA(mean=np.full(n_weights, start), sigma=start / 2, bounds=np.tile([0.0, 1.0], (n_weights, 1)), seed=seed)
+            self._cma = CMA(mean=np.full(n_weights, start), sigma=start / 2, bounds=np.tile([0.0, high], (n_weights, 1)), seed=seed)
         self._samples: dict[int, np.ndarray] = {}
         self._generation_of: dict[int, int] = {}
         self._returned: list[tuple[np.ndarray, float]] = []  # this generation's results so far

@@ -10,7 +10,7 @@ from proposer.strategies.base import Pick, Strategy, Weights, derived_seed
 
 
 class RandomStrategy(Strategy):
-    """Dirichlet(1) (uniform on the simplex), or uniform in [0, 1]^n when unnormalized.
+    """Dirichlet(1) (uniform on the simplex), or uniform in [0, high]^n when unnormalized.
 
     Each trial number gets its own seeded generator, so proposals ignore both the
     tells and the order of asks. Never pre-screened (`pick` is ignored): it is the
@@ -26,7 +26,7 @@ class RandomStrategy(Strategy):
         rng = np.random.default_rng(derived_seed(self.seed, number))
         if self.normalize:
             return tuple(float(v) for v in rng.dirichlet(np.ones(self.n_weights)))
-        return tuple(float(v) for v in rng.random(self.n_weights))
+        return tuple(float(v) for v in rng.uniform(0.0, self.high, self.n_weights))
 
     def tell(self, number: int, weights: Weights, loss: float | None) -> None:
         pass

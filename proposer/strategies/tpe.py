@@ -10,7 +10,7 @@ With a `pick` (pre-screening, see proposer.prescreen) an ask past the random sta
 draws `n_candidates` points from TPE's density of good points instead of keeping
 only its favourite, and proposes the one picked.
 
-Coordinates: one uniform(0, 1) per weight when unnormalized; on the simplex, the
+Coordinates: one uniform(0, high) per weight when unnormalized; on the simplex, the
 n-1 stick-breaking coordinates (see `simplex`). A document's values are always
 computed from the weights handed out, so the document rebuilt from a stored
 proposal after a restart is identical to the one made at ask time. (Storing
@@ -43,10 +43,10 @@ class TPEStrategy(Strategy):
     window_best = 50
     window_recent = 150
 
-    def __init__(self, n_weights: int, seed: int, normalize: bool):
-        super().__init__(n_weights, seed, normalize)
+    def __init__(self, n_weights: int, seed: int, normalize: bool, high: float = 1.0):
+        super().__init__(n_weights, seed, normalize, high)
         self._labels = [f"u{i}" for i in range(n_weights - 1 if normalize else n_weights)]
-        space = {label: hp.uniform(label, 0.0, 1.0) for label in self._labels}
+        space = {label: hp.uniform(label, 0.0, high) for label in self._labels}
         self._domain = Domain(lambda _: 0.0, space)  # never called: results come from tell
         # Random startup until this many documents exist; small budgets can't wait for 20.
         self.n_startup_jobs = max(5, min(20, 2 * n_weights))
@@ -92,12 +92,13 @@ class TPEStrategy(Strategy):
         for column, label in enumerate(self._labels):
             values = [doc["misc"]["vals"][label][0] for doc in docs]
             below, above = tpe.ap_split_trials(tids, values, tids, losses, tpe._default_gamma)
-            # Prior of hp.uniform(0, 1): centred, as wide as the range.
-            good = tpe.adaptive_parzen_normal(below, tpe._default_prior_weight, 0.5, 1.0)
-            bad = tpe.adaptive_parzen_normal(above, tpe._default_prior_weight, 0.5, 1.0)
-            x = tpe.GMM1(*good, low=0.0, high=1.0, rng=rng, size=(self.n_candidates,))
+            # Prior of hp.uniform(0, high): centred, as wide as the range.
+            high = self.high
+            good = tpe.adaptive_parzen_normal(below, tpe._default_prior_weight, high / 2, high)
+            bad = tpe.adaptive_parzen_normal(above, tpe._default_prior_weight, high / 2, high)
+            x = tpe.GMM1(*good, low=0.0, high=high, rng=rng, size=(self.n_candidates,))
             draws[:, column] = x
-            log_ratio += tpe.GMM1_lpdf(x, *good, low=0.0, high=1.0) - tpe.GMM1_lpdf(x, *bad, low=0.0, high=1.0)
+            log_ratio += tpe.GMM1_lpdf(x, *good, low=0.0, high=high) - tpe.GMM1_lpdf(x, *bad, low=0.0, high=high)
         return [self._weights(draws[i]) for i in np.argsort(-log_ratio, kind="stable")]
 
     def _weights(self, coords) -> Weights:
@@ -135,7 +136,7 @@ class TPEStrategy(Strategy):
 
     def _insert(self, number: int, weights: Weights) -> dict:
         """A pending document whose values are these weights."""
-        vals = simplex.to_sticks(weights) if self.normalize else np.clip(weights, 0.0, 1.0)
+        vals = simplex.to_sticks(weights) if self.normalize else np.clip(weights, 0.0, self.high)
         misc = {
             "tid": number,
             "cmd": self._domain.cmd,

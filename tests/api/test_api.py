@@ -102,6 +102,8 @@ def test_search_lifecycle_and_errors(client, demo_pool, store):
     outside = search_body(pool_id, demo_pool)
     outside["tasks"][0]["path"] = "/etc/passwd"
     assert client.post("/v1/searches", json=outside, headers=AUTH).status_code == 422
+    extrapolating_simplex = client.post("/v1/searches", json=search_body(pool_id, demo_pool, max_weight=1.5), headers=AUTH)
+    assert extrapolating_simplex.status_code == 422 and "max_weight" in extrapolating_simplex.json["error"]
     assert store.list_searches() == []
 
     created = client.post("/v1/searches", json=search_body(pool_id, demo_pool), headers=AUTH)

@@ -129,17 +129,19 @@ def run_in_one_go(spec, scalarization, evaluate):
 
 
 @pytest.mark.parametrize(
-    "strategy, scalarization, base",
+    "strategy, scalarization, base, max_weight",
     [
-        ("tpe", "mean", None),
-        ("tpe", "parego", None),
-        ("cmaes", "mean", None),
-        ("cmaes", "mean", "c0"),  # task arithmetic
-        ("random", "mean", None),
+        ("tpe", "mean", None, 1.0),
+        ("tpe", "parego", None, 1.0),
+        ("cmaes", "mean", None, 1.0),
+        ("cmaes", "mean", "c0", 1.0),  # task arithmetic
+        ("tpe", "mean", "c0", 1.3),  # task arithmetic, extrapolating (1.3: not a power of two)
+        ("cmaes", "mean", "c0", 1.3),
+        ("random", "mean", None, 1.0),
     ],
 )
-def test_a_restarted_driver_carries_on_exactly(strategy, scalarization, base):
-    spec = make_spec(4, strategy=strategy, budget=40, concurrency=3, **({"base": base} if base else {}))
+def test_a_restarted_driver_carries_on_exactly(strategy, scalarization, base, max_weight):
+    spec = make_spec(4, strategy=strategy, budget=40, concurrency=3, max_weight=max_weight, **({"base": base} if base else {}))
 
     def evaluate(p):  # a few failures, to replay those too
         return failed(p) if p.number % 9 == 7 else ok(p)
@@ -209,6 +211,23 @@ def test_task_arithmetic_baselines_and_proposals():
     assert all(p.weights[0] == 0.0 and all(0 <= w <= 1 for w in p.weights) for p in searched)
     assert any(abs(sum(p.weights) - 1) > 0.05 for p in searched)  # unnormalized
     assert all(p.weights[0] == 0.0 for p in proposals if p.source == "greedy")
+
+
+@pytest.mark.parametrize("strategy", ["tpe", "cmaes", "random"])
+def test_task_arithmetic_extrapolates_up_to_max_weight(strategy):
+    driver = driver_for(make_spec(4, base="c0", strategy=strategy, budget=40, max_weight=1.5))
+    run(driver)
+    searched = [p.weights for p in driver.store.proposals("s1") if p.source == strategy]
+    assert searched and all(w[0] == 0.0 and all(0.0 <= x <= 1.5 for x in w) for w in searched)
+    if strategy != "cmaes":  # their priors cover the range; CMA-ES moves from 1/n only where the loss leads
+        assert any(x > 1.0 for w in searched for x in w)
+
+
+def test_max_weight_is_refused_on_the_simplex():
+    with pytest.raises(ValueError, match="max_weight"):
+        make_spec(4, max_weight=1.5)
+    with pytest.raises(ValueError):
+        make_spec(4, base="c0", max_weight=0.0)
 
 
 def test_parego_relabels_the_tpe_history():

@@ -54,19 +54,23 @@ def test_nothing_to_search_is_refused():
         make_strategy("tpe", 1, 0, True)
     with pytest.raises(ValueError):
         make_strategy("random", 0, 0, False)
+    with pytest.raises(ValueError, match="simplex"):
+        make_strategy("tpe", 4, 0, True, 1.5)
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("normalize", [True, False])
-def test_weights_live_in_their_space(name, normalize):
-    asked, _ = script(make_strategy(name, 5, 0, normalize), n_trials=25)
+@pytest.mark.parametrize("normalize, high", [(True, 1.0), (False, 1.0), (False, 1.5)])
+def test_weights_live_in_their_space(name, normalize, high):
+    asked, _ = script(make_strategy(name, 5, 0, normalize, high), n_trials=25)
     for _, weights in asked:
         assert len(weights) == 5 and all(isinstance(w, float) for w in weights)
-        assert all(0.0 <= w <= 1.0 for w in weights)
+        assert all(0.0 <= w <= high for w in weights)
         if normalize:
             assert sum(weights) == pytest.approx(1.0)
     if not normalize:  # not secretly normalized
         assert any(abs(sum(w) - 1.0) > 0.05 for _, w in asked)
+    if high > 1.0 and name != "cmaes":  # their priors cover the whole range (CMA-ES starts at 1/n)
+        assert any(w > 1.0 for _, ws in asked for w in ws)
 
 
 @pytest.mark.parametrize("name", NAMES)
