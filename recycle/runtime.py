@@ -2,8 +2,14 @@
 
 The same SearchDriver the distributed proposer uses hands out proposals; a
 small thread pool evaluates them (torch releases the GIL inside its kernels),
-each thread with its own resident model. A new proposal is asked for the
-moment any trial returns, so no worker waits for a generation to finish.
+each thread with its own resident model. There is no generation barrier: a new
+proposal is asked for as soon as the oldest trial in flight has returned.
+
+Results are recorded in trial order, and each ask follows exactly one record, so
+the strategy sees the same history at every ask whichever thread finishes first:
+a search (and the demo's verdict) is reproducible run to run. The price is that a
+trial that finished before an older one waits for it, holding its slot; with
+trials of equal cost that is a small fraction of a trial.
 """
 
 from __future__ import annotations
@@ -66,20 +72,24 @@ def run_search(
 
     trials_path.parent.mkdir(parents=True, exist_ok=True)
     with trials_path.open("a", encoding="utf-8") as trials_file, ThreadPoolExecutor(workers) as pool:
-        in_flight = {}
+        in_flight: dict = {}  # future -> proposal
+        outstanding: list[int] = []  # numbers proposed and not yet recorded, oldest first
+        returned: dict[int, TrialResult] = {}  # back, waiting for an older trial to be recorded
         while not driver.finished:
-            for proposal in driver.propose(workers - len(in_flight)):
+            for proposal in driver.propose(workers - len(outstanding)):
                 in_flight[pool.submit(evaluators.evaluate, proposal)] = proposal
-            if not in_flight:
+                outstanding.append(proposal.number)
+            if not outstanding:
                 raise RuntimeError("the search has nothing in flight and proposes nothing: it cannot finish")
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                del in_flight[future]
-                result = future.result()
-                if driver.record(result):
-                    trials_file.write(result.model_dump_json() + "\n")
-                    trials_file.flush()
-                    if on_result:
-                        on_result(driver, result)
+            while outstanding[0] not in returned:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    returned[in_flight.pop(future).number] = future.result()
+            result = returned.pop(outstanding.pop(0))  # one record, then one ask: see the module's docstring
+            if driver.record(result):
+                trials_file.write(result.model_dump_json() + "\n")
+                trials_file.flush()
+                if on_result:
+                    on_result(driver, result)
     store.set_status(search_id, SearchStatus.completed)
     return driver
