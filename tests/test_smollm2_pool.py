@@ -72,3 +72,23 @@ def test_a_finished_build_is_reused(smol):
     lines = []
     again = build_smollm2_pool(cache, recipe="test", seed=0, log=lines.append)
     assert again == demo and not lines and (cache / MARKER).stat().st_mtime_ns == marker
+
+
+def test_evaluation_sizes_are_not_part_of_the_build(smol, monkeypatch):
+    """Scoring the pool on more windows must not rebuild it (an hour in fp32)."""
+    import dataclasses
+
+    from recycle import smollm2_pool
+
+    demo, cache, _ = smol
+    marker = (cache / MARKER).stat().st_mtime_ns
+    bigger = dataclasses.replace(smollm2_pool.RECIPES["test"], max_items=3, report_items=5, eval_batch=2)
+    monkeypatch.setitem(smollm2_pool.RECIPES, "test", bigger)
+    lines = []
+    again = build_smollm2_pool(cache, recipe="test", seed=0, log=lines.append)
+    assert not lines and (cache / MARKER).stat().st_mtime_ns == marker
+    assert again.pool == demo.pool
+    assert {(t.max_items, t.report_max_items, t.batch_size) for t in again.tasks} == {(3, 5, 2)}
+    # A change to what is built does rebuild: the key tells them apart.
+    trained_longer = dataclasses.replace(bigger, steps=bigger.steps + 1)
+    assert trained_longer.build_fields() != bigger.build_fields()
