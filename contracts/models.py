@@ -135,9 +135,10 @@ class SearchOptions(Frozen):
     # at once, so a small move (0.1) can beat the checkpoint on every task.
     shrunk_singles: float = Field(default=0.0, ge=0.0, lt=1.0)
     # Unnormalized weights (task arithmetic) are searched in [0, max_weight]. Above 1 a task
-    # vector is extrapolated: on the demo pool only 1.05x the decimal specialist's own vector
-    # (plus 0.05 of the others') beat it on every task. The simplex ignores it: leave it at 1.
-    max_weight: float = Field(default=1.0, gt=0.0, le=4.0)
+    # vector is extrapolated: on the tiny demo pool only 1.05x the decimal specialist's own
+    # vector (plus 0.05 of the others') beat it on every task. At least 1, so the singles
+    # (weight 1) lie in the searched box. Refused on the simplex.
+    max_weight: float = Field(default=1.0, ge=1.0, le=4.0)
     # TPE and CMA-ES draw several candidates per ask and propose the one a quadratic
     # surrogate of the tasks predicts adds most to the Pareto front (random search never).
     surrogate: bool = True

@@ -31,7 +31,7 @@ STRATEGY_NAMES = get_args(StrategyName)
 DEMO_BUDGETS = {"tiny": 48, "smollm2": 40}
 # The demo pools are a base and its specialists. linear: the paper's weighted average of the whole
 # pool (weights on the simplex). task-arithmetic: base + sum_i w_i (specialist_i - base), each w_i
-# in [0, 1]: a specialist can keep all of its fine-tuning while some of the others' is added.
+# in [0, --max-weight]: a specialist can keep all of its fine-tuning while some of the others' is added.
 DEMO_MERGES = {"linear": MergeSpec(), "task-arithmetic": MergeSpec(normalize=False, base=BASE)}
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
 
@@ -195,8 +195,8 @@ def command_demo(args) -> int:
         raise UsageError(f"unknown strategy {', '.join(unknown) or '(none)'}; choose from {', '.join(STRATEGY_NAMES)}")
     if args.max_weight != 1.0 and args.merge == "linear":
         raise UsageError("--max-weight bounds task-arithmetic weights (--merge task-arithmetic); linear weights are on the simplex")
-    if not 0.0 < args.max_weight <= 4.0:
-        raise UsageError(f"--max-weight must be in (0, 4], got {args.max_weight}")
+    if not 1.0 <= args.max_weight <= 4.0:
+        raise UsageError(f"--max-weight must be in [1, 4], got {args.max_weight}")
     console.print(f"[bold]recycle demo[/]: building (or reusing) the {args.pool} checkpoint pool in {settings.pool_cache_dir}")
     if args.pool == "smollm2":
         from recycle.smollm2_pool import build_smollm2_pool  # noqa: PLC0415 - transformers' GGUF path is slow to import

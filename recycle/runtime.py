@@ -5,11 +5,12 @@ small thread pool evaluates them (torch releases the GIL inside its kernels),
 each thread with its own resident model. There is no generation barrier: a new
 proposal is asked for as soon as the oldest trial in flight has returned.
 
-Results are recorded in trial order, and each ask follows exactly one record, so
-the strategy sees the same history at every ask whichever thread finishes first:
-a search (and the demo's verdict) is reproducible run to run. The price is that a
-trial that finished before an older one waits for it, holding its slot; with
-trials of equal cost that is a small fraction of a trial.
+Results are recorded in trial order, and after the first `workers` asks each ask
+follows exactly one record, so the strategy sees the same history at every ask
+whichever thread finishes first: with the same number of workers a search (and the
+demo's verdict) is reproducible run to run. The price is that a trial that finished
+before an older one waits for it, holding its slot; with trials of equal cost that
+is a small fraction of a trial.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ def run_search(
         in_flight: dict = {}  # future -> proposal
         outstanding: list[int] = []  # numbers proposed and not yet recorded, oldest first
         returned: dict[int, TrialResult] = {}  # back, waiting for an older trial to be recorded
+        for proposal in driver.pending():  # a resumed search: trials proposed but never recorded
+            in_flight[pool.submit(evaluators.evaluate, proposal)] = proposal
+            outstanding.append(proposal.number)
         while not driver.finished:
             for proposal in driver.propose(workers - len(outstanding)):
                 in_flight[pool.submit(evaluators.evaluate, proposal)] = proposal

@@ -123,7 +123,7 @@ def build_smollm2_pool(
            "torch": torch.__version__, "python": platform.python_version(), "bf16_autocast": bf16}
     cache = BuildCache(cache_dir, key)
     domains = build_once(
-        cache, lambda: _build(cache.folder, cfg, seed, log, bf16), threads=torch.get_num_threads(), recipe=asdict(cfg),
+        cache, lambda: _build(cache.folder, cfg, seed, log, bf16), threads=torch.get_num_threads(), recipe=cfg.build_fields(),
         label=f"SmolLM2 pool ({recipe})", log=log,
     )
     return _specs(cache.folder, recipe, domains)

@@ -125,7 +125,7 @@ def test_demo_refuses_an_unknown_strategy_before_building_anything(tmp_path, mon
 
 @pytest.mark.parametrize("args, words", [
     (["--max-weight", "1.5"], "--merge task-arithmetic"),
-    (["--merge", "task-arithmetic", "--max-weight", "0"], "must be in (0, 4]"),
+    (["--merge", "task-arithmetic", "--max-weight", "0.5"], "must be in [1, 4]"),
 ])
 def test_demo_refuses_a_bad_max_weight_before_building_anything(tmp_path, monkeypatch, capsys, args, words):
     from recycle.cli import main

@@ -11,15 +11,17 @@ from contracts import SearchSpec
 from recycle import runtime
 
 
+EVALUATE = runtime.EvaluatorPool.evaluate  # the real one: each run wraps it afresh
+
+
 def run_with_delays(spec, out, monkeypatch, slow) -> list[dict]:
     """Runs the search with trials whose number satisfies `slow` held back, so that
     they return after younger ones; returns trials.jsonl's records."""
-    evaluate = runtime.EvaluatorPool.evaluate
 
     def delayed(self, proposal):
         if slow(proposal.number):
             time.sleep(0.3)
-        return evaluate(self, proposal)
+        return EVALUATE(self, proposal)
 
     monkeypatch.setattr(runtime.EvaluatorPool, "evaluate", delayed)
     runtime.run_search(spec, "repro", out, workers=2)
@@ -40,3 +42,19 @@ def test_a_search_is_the_same_whichever_thread_finishes_first(demo_pool, tmp_pat
     assert [r["proposal"]["number"] for r in odd_slow] == list(range(16))
     assert trials(odd_slow) == trials(even_slow)
     assert any(r["proposal"]["source"] == strategy for r in odd_slow)  # the strategy itself was asked
+
+
+def test_a_resumed_search_runs_the_trials_it_had_in_flight(demo_pool, tmp_path):
+    """A store holding proposals without results (the process stopped mid-trial):
+    those trials run first, then the search carries on to its budget."""
+    from proposer import MemoryStore, SearchDriver
+
+    spec = SearchSpec(pool=demo_pool.pool, tasks=demo_pool.tasks, strategy="random", budget=8, concurrency=2, seed=1)
+    store = MemoryStore()
+    store.create_search("resumed", spec)
+    interrupted = SearchDriver("resumed", spec, store).propose(2)
+
+    driver = runtime.run_search(spec, "resumed", tmp_path / "trials.jsonl", store=store, workers=2)
+    assert driver.finished and len(store.results("resumed")) == 8
+    results = {r.proposal.number: r for r in store.results("resumed")}
+    assert [results[p.number].proposal for p in interrupted] == interrupted

@@ -35,6 +35,8 @@ class Strategy(ABC):
             raise ValueError(f"nothing to search with {n_weights} weight(s)")
         if normalize and high != 1.0:
             raise ValueError("weights on the simplex have no upper bound to set")
+        if not 1.0 <= high <= 4.0:  # the singles (weight 1) must lie in the searched box
+            raise ValueError(f"the upper bound of the weights must be in [1, 4], got {high}")
         self.n_weights = n_weights
         self.seed = seed
         # True: weights on the simplex. False: each weight in [0, high] (task arithmetic).

@@ -18,7 +18,7 @@ starting at z = 0 (the uniform soup). Every z is a distinct merge, so no step is
 along a direction that changes nothing (x / sum(x) of x in [0, 1]^n has one: the scale);
 on the synthetic benchmark this took CMA-ES from 0.81x to ~1.05x random's hypervolume
 gain and to the best macro-average of the three strategies. Unnormalized: x in [0, high]^n
-(bounds repair the samples), starting at 1/n each.
+(bounds repair the samples), starting at 1/n each with a step of high/(2n).
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ class CMAESStrategy(Strategy):
             dim = n_weights - 1
             self._cma = CMA(mean=np.zeros(dim), sigma=SIGMA, bounds=np.tile([-LOGIT_BOUND, LOGIT_BOUND], (dim, 1)), seed=seed)
         else:
-            start = 1.0 / n_weights
-            self._cma = CMA(mean=np.full(n_weights, start), sigma=start / 2, bounds=np.tile([0.0, high], (n_weights, 1)), seed=seed)
+            start = 1.0 / n_weights  # the uniform soup; the step scales with the box
+            self._cma = CMA(mean=np.full(n_weights, start), sigma=high * start / 2, bounds=np.tile([0.0, high], (n_weights, 1)), seed=seed)
         self._samples: dict[int, np.ndarray] = {}
         self._generation_of: dict[int, int] = {}
         self._returned: list[tuple[np.ndarray, float]] = []  # this generation's results so far

@@ -56,6 +56,8 @@ def test_nothing_to_search_is_refused():
         make_strategy("random", 0, 0, False)
     with pytest.raises(ValueError, match="simplex"):
         make_strategy("tpe", 4, 0, True, 1.5)
+    with pytest.raises(ValueError, match=r"\[1, 4\]"):  # CMA-ES would start outside its box
+        make_strategy("cmaes", 5, 0, False, 0.15)
 
 
 @pytest.mark.parametrize("name", NAMES)
