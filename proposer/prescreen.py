@@ -13,6 +13,9 @@ barely beat random search on the front (bench/search.py). Pending trials enter t
 front with their predicted losses, so concurrent asks do not all chase the same gap.
 A candidate predicted to be dominated scores minus its distance to the front (how
 much better it would need to be on every task), so the least bad one is chosen.
+
+`pick_lowest_mean` is the exploiting pick the driver makes every few asks: the
+candidate with the lowest predicted macro-average, the number users select a merge by.
 """
 
 from __future__ import annotations
@@ -85,6 +88,14 @@ class HypervolumePrescreen:
             return 0
         scores = self.scores(candidates)
         return max(range(len(candidates)), key=lambda i: (scores[i], -i))
+
+    def pick_lowest_mean(self, candidates: Sequence[Weights]) -> int:
+        """Index of the candidate with the lowest predicted mean loss (the macro-average)."""
+        if self.surrogate is None or len(candidates) == 1:
+            return 0
+        predicted = self.surrogate.predict(np.array(candidates, dtype=float)) * self._scale + self._low
+        means = predicted.mean(axis=1)
+        return min(range(len(candidates)), key=lambda i: (means[i], i))
 
 
 def improvement(point: np.ndarray, front: np.ndarray) -> float:
