@@ -10,7 +10,7 @@ then strategy proposals, with the greedy soup's steps slotted in as soon as the
 step before returned (each needs its predecessor's result). With `spec.surrogate`,
 TPE and CMA-ES offer several candidates per ask and a quadratic surrogate of the
 tasks picks the one predicted to add most hypervolume (proposer.prescreen), or,
-every third ask, the one predicted best on the macro-average.
+every `spec.exploit_every` asks, the one predicted best on the macro-average.
 """
 
 from __future__ import annotations
@@ -47,11 +47,6 @@ def best_by_macro(
         r for r in results if r.status is TrialStatus.ok and names <= set(getattr(r, split))
     ]
     return min(scored, key=lambda r: macro_average(getattr(r, split), objectives), default=None)
-
-
-# With pre-screening, every this many asks the surrogate picks the candidate predicted
-# best on the macro-average instead of the one adding most hypervolume (see `_next`).
-EXPLOIT_EVERY = 3
 
 
 class SearchDriver:
@@ -141,8 +136,8 @@ class SearchDriver:
             # Hypervolume picks spread the trials along the front; alone they left the best
             # macro-average to the greedy soup on the SmolLM2 pool (held-out -0.012 / -0.008
             # for TPE / CMA-ES, significant); every third ask exploiting cut that to -0.004 /
-            # -0.002 and kept 1.38x / 1.52x random's hypervolume gain (bench/search.py).
-            exploit = number % EXPLOIT_EVERY == 0
+            # -0.002 (the hypervolume tradeoff: see SearchOptions.exploit_every).
+            exploit = self.spec.exploit_every > 0 and number % self.spec.exploit_every == 0
 
             # Fitted only when the strategy offers candidates (TPE's random startup does not).
             def pick(candidates: Sequence[Weights]) -> int:

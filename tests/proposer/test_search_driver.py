@@ -265,3 +265,37 @@ def test_bad_configurations_are_refused():
         driver_for(make_spec(3), scalarization="chebyshev")
     with pytest.raises(ValueError):
         driver_for(make_spec(1))  # one checkpoint: nothing to merge
+
+
+@pytest.mark.parametrize("strategy", ["tpe", "cmaes"])
+def test_every_nth_ask_exploits_the_predicted_macro_average(strategy, monkeypatch):
+    """With exploit_every=n the trials numbered 0 mod n take the lowest-predicted-mean pick,
+    the others the hypervolume pick; 0 turns exploiting off."""
+    from proposer.prescreen import HypervolumePrescreen
+
+    picks = []
+    for method in ("pick", "pick_lowest_mean"):
+        original = getattr(HypervolumePrescreen, method)
+
+        def spy(self, candidates, original=original, method=method):
+            picks.append(method)
+            return original(self, candidates)
+
+        monkeypatch.setattr(HypervolumePrescreen, method, spy)
+
+    def searched(exploit_every):
+        picks.clear()
+        driver = driver_for(make_spec(4, strategy=strategy, budget=40, exploit_every=exploit_every))
+        run(driver)
+        numbers = [p.number for p in driver.store.proposals("s1") if p.source == strategy]
+        return numbers, list(picks)
+
+    numbers, made = searched(3)
+    asked = numbers[-len(made):]  # TPE's random startup asks without candidates
+    assert made and made == ["pick_lowest_mean" if n % 3 == 0 else "pick" for n in asked]
+    assert set(searched(0)[1]) == {"pick"}
+
+
+def test_exploit_every_must_not_be_negative():
+    with pytest.raises(ValueError):
+        make_spec(4, exploit_every=-1)
