@@ -85,10 +85,11 @@ class Demo:
 
 
 def run_search(objective, strategy: str, budget: int, seed: int, concurrency: int = 4, scalarization: str = "mean",
-               surrogate: bool = True) -> dict:
-    """One search with `concurrency` trials in flight, finishing in a seeded random order."""
+               surrogate: bool = True, options: dict | None = None) -> dict:
+    """One search with `concurrency` trials in flight, finishing in a seeded random order.
+    `options`: further SearchSpec fields (e.g. exploit_every)."""
     spec = SearchSpec(pool=objective.pool, tasks=objective.tasks, strategy=strategy, budget=budget,
-                      concurrency=concurrency, seed=seed, surrogate=surrogate)
+                      concurrency=concurrency, seed=seed, surrogate=surrogate, **(options or {}))
     store = MemoryStore()
     store.create_search("bench", spec)
     driver = SearchDriver("bench", spec, store, scalarization=scalarization)
@@ -132,30 +133,33 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def compare(objective, budgets: list[int], seeds: int, scalarization: str) -> None:
-    runs = {(label, b): [run_search(objective, strategy, b, seed, scalarization=scalarization, surrogate=surrogate)
+def compare(objective, budgets: list[int], seeds: int, scalarization: str, variants=VARIANTS,
+            options: dict | None = None) -> None:
+    runs = {(label, b): [run_search(objective, strategy, b, seed, scalarization=scalarization, surrogate=surrogate,
+                                    options=options)
                          for seed in range(seeds)]
-            for b in budgets for label, strategy, surrogate in VARIANTS}
+            for b in budgets for label, strategy, surrogate in variants}
     best_known = objective.best_known
     if best_known is None:
         best_known = min(r["best_macro"] for rs in runs.values() for r in rs)
     for budget in budgets:
         gains = {}
-        for strategy, _, _ in VARIANTS:
+        for strategy, _, _ in variants:
             rs = runs[strategy, budget]
             gains[strategy] = mean_std([r["hv_gain"] for r in rs])
             reached = [trials_to_close(r["curve"], r["uniform_macro"], best_known) for r in rs]
             gap_closed = mean_std([gap_closed_by(r["best_macro"], r["uniform_macro"], best_known) for r in rs])
             emit(objective=objective.name, strategy=strategy, budget=budget, seeds=seeds, scalarization=scalarization,
+                 **(options or {}),
                  hv_gain_mean=gains[strategy][0], hv_gain_std=gains[strategy][1],
                  best_macro_mean=mean_std([r["best_macro"] for r in rs])[0],
                  best_macro_std=mean_std([r["best_macro"] for r in rs])[1], best_known_macro=best_known,
                  uniform_macro=rs[0]["uniform_macro"], gap_closed_mean=gap_closed[0], gap_closed_std=gap_closed[1],
                  trials_to_95pct=[t for t in reached], reached_95pct=sum(t is not None for t in reached))
-        for strategy in (label for label, _, _ in VARIANTS if label != "random"):
+        for strategy in (label for label, _, _ in variants if label != "random"):
             ratio = gains[strategy][0] / gains["random"][0] if gains["random"][0] > 0 else None
             emit(objective=objective.name, figure="hv_gain_ratio_vs_random", strategy=strategy, budget=budget,
-                 value=ratio, target=1.2)
+                 **(options or {}), value=ratio, target=1.2)
 
 
 def ask_latency(told: int = 1000, asks: int = 20) -> None:
@@ -186,13 +190,20 @@ def main() -> None:
     parser.add_argument("--cache", default=None, help="demo pool folder (default: the one `recycle demo` uses)")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--scalarization", choices=["mean", "parego"], default="mean")
+    parser.add_argument("--variants", nargs="+", choices=[label for label, _, _ in VARIANTS],
+                        default=[label for label, _, _ in VARIANTS], help="random is always run: the ratios need it")
+    parser.add_argument("--exploit-every", type=int, default=None, help="SearchSpec.exploit_every (default: its default)")
+    parser.add_argument("--skip-synthetic", action="store_true")
     args = parser.parse_args()
-    compare(Synthetic(), args.budgets, args.seeds, args.scalarization)
+    variants = [v for v in VARIANTS if v[0] in args.variants or v[0] == "random"]
+    options = {} if args.exploit_every is None else {"exploit_every": args.exploit_every}
+    if not args.skip_synthetic:
+        compare(Synthetic(), args.budgets, args.seeds, args.scalarization, variants, options)
     if args.demo:
         from recycle.settings import Settings
 
         compare(Demo(Path(args.cache) if args.cache else Settings().pool_cache_dir / "demo"), args.budgets, args.seeds,
-                args.scalarization)
+                args.scalarization, variants, options)
     if not args.skip_latency:
         ask_latency()
 

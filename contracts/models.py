@@ -147,6 +147,11 @@ class SearchOptions(Frozen):
     # pool 3 took the best macro-average found from 0.68 to 0.92-0.98 of the way from the
     # uniform soup to the best known, and hypervolume from 1.23x to 1.16-1.18x random's.
     exploit_every: int = Field(default=3, ge=0, le=1000)
+    # Score the held-out report split in every trial, so each result carries it (the API
+    # shows the best trial's). False: a trial scores the search split alone (on the SmolLM2
+    # pool 24 of 56 windows per task) and the verdict (recycle.verdict) scores the held-out
+    # split of the trials it judges; `recycle demo` runs so.
+    report_every_trial: bool = True
     # A trial running longer than this is marked failed.
     trial_timeout_s: float = Field(default=1800.0, gt=0, le=7 * 24 * 3600)
 

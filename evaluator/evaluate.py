@@ -47,7 +47,8 @@ class Evaluator:
         try:
             self.merge(proposal.weights)
             merge_seconds = time.perf_counter() - started
-            scores, report = self.scores("search"), self.scores("report")
+            scores = self.scores("search")
+            report = self.scores("report") if self.spec.report_every_trial else {}
             eval_seconds = time.perf_counter() - started - merge_seconds
             bad = [name for name, value in {**scores, **report}.items() if not math.isfinite(value)]
             if bad:

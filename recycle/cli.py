@@ -28,7 +28,7 @@ from recycle.verdict import StaleRunError, held_out_verdict
 # Logs and pipes get a wide table instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 200)
 STRATEGY_NAMES = get_args(StrategyName)
-DEMO_BUDGETS = {"tiny": 48, "smollm2": 40}
+DEMO_BUDGETS = {"tiny": 48, "smollm2": 64}
 # The demo pools are a base and its specialists. linear: the paper's weighted average of the whole
 # pool (weights on the simplex). task-arithmetic: base + sum_i w_i (specialist_i - base), each w_i
 # in [0, --max-weight]: a specialist can keep all of its fine-tuning while some of the others' is added.
@@ -134,7 +134,7 @@ def run_and_report(specs: dict[str, SearchSpec], out_dir: Path, workers: int | N
 def judge(runs: dict, search_ids: dict[str, str], out_dir: Path, device: str) -> int:
     """The held-out verdict of finished searches (label -> (spec, results)): printed, added to
     out_dir/summary.json, and the best merge exported to out_dir/best-merge if not there yet."""
-    console.print("[bold]held-out verdict[/]: re-scoring the selected merges and the baselines window by window")
+    console.print("[bold]held-out verdict[/]: scoring the baselines, the selected merges and the front members that dominate a single, window by window")
     verdict = held_out_verdict(runs, device=device)
     summary_path = out_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
@@ -210,7 +210,7 @@ def command_demo(args) -> int:
     specs = {
         strategy: SearchSpec(pool=demo.pool, tasks=demo.tasks, strategy=strategy, budget=budget,
                              concurrency=args.workers, seed=args.seed, shrunk_singles=0.1, merge=DEMO_MERGES[args.merge],
-                             max_weight=args.max_weight)
+                             max_weight=args.max_weight, report_every_trial=False)
         for strategy in strategies
     }
     out = Path(args.out) if args.out else settings.data_dir / "runs" / time.strftime(f"demo-{args.pool}-%Y%m%d-%H%M%S")

@@ -169,10 +169,11 @@ def _specs(cache_dir: Path, scale: str, domains: list[str]) -> DemoPool:
 
 def pool_and_tasks(
     cache_dir: Path, name: str, domains: list[str], *, seq_len: int, max_items: int, batch_size: int,
-    report_max_items: int | None = None,
+    report_max_items: int | None = None, specialists: list[str] | None = None,
 ) -> DemoPool:
-    """The PoolSpec (base + one specialist per domain) and one lm_loss task per domain of a built pool."""
-    names = [BASE, *domains]
+    """The PoolSpec (base + the specialists: by default one per domain, named by it) and one
+    lm_loss task per domain of a built pool."""
+    names = [BASE, *(specialists or domains)]
     pool = PoolSpec(
         name=name, checkpoints=tuple(CheckpointRef(name=n, path=str(cache_dir / "pool" / n)) for n in names)
     )

@@ -46,13 +46,12 @@ class Comparison:
     best_merge: TrialResult
     objectives: list[Objective]
 
-    def report_macro(self, result: TrialResult | None) -> float | None:
-        return None if result is None else macro(result, self.objectives, "report")
-
 
 def compare(results: list[TrialResult], objectives: list[Objective]) -> Comparison | None:
-    ok = [r for r in results if r.status is TrialStatus.ok and r.report]
-    singles = [r for r in ok if is_single(r)]
+    """The baselines and the selected merge of one search; the singles need their held-out
+    scores (the best single is picked on the held-out split), the rest are picked on the search split."""
+    ok = [r for r in results if r.status is TrialStatus.ok]
+    singles = [r for r in ok if is_single(r) and r.report]
     merges = [r for r in ok if not is_single(r)]
     if not singles or not merges:
         return None
@@ -63,7 +62,7 @@ def compare(results: list[TrialResult], objectives: list[Objective]) -> Comparis
 
     return Comparison(
         best_single=best(singles, "report"),
-        uniform=best([r for r in ok if r.proposal.source == "uniform"], "report"),
+        uniform=best([r for r in ok if r.proposal.source == "uniform"], "scores"),  # one per search
         greedy=best([r for r in ok if r.proposal.source == "greedy"], "scores"),
         best_merge=best(optimized, "scores"),
         objectives=objectives,
@@ -79,11 +78,16 @@ def print_front(results, objectives, checkpoint_names, console: Console | None =
     archive = ParetoArchive(objectives)
     for result in results:
         archive.add(result)
-    shown = {r.trial_id: r for r in results if is_single(r) or r.proposal.source in BASELINE_SOURCES}
+    shown = {r.trial_id: r for r in results
+             if r.status is TrialStatus.ok and (is_single(r) or r.proposal.source in BASELINE_SOURCES)}
     shown.update({r.trial_id: r for r in archive.front})
     front_ids = {r.trial_id for r in archive.front}
 
-    table = Table(title="Pareto front (search split) and baselines; scores on the held-out report split")
+    # Per-task columns: held-out scores where every trial shown has them (report_every_trial),
+    # else the search split's (the verdict scores the held-out split of the trials it judges).
+    split = "report" if all(r.report for r in shown.values()) else "scores"
+    where = "the held-out report split" if split == "report" else "the search split (held-out: see the verdict)"
+    table = Table(title=f"Pareto front (search split) and baselines; task scores on {where}")
     for column in ["trial", "source", "front", "macro search", "macro report"]:
         table.add_column(column, justify="right" if column.startswith("macro") else "left")
     for objective in objectives:
@@ -96,7 +100,7 @@ def print_front(results, objectives, checkpoint_names, console: Console | None =
             "★" if result.trial_id in front_ids else "",
             f"{macro(result, objectives, 'scores'):.4f}",
             f"{macro(result, objectives, 'report'):.4f}" if result.report else "-",
-            *[f"{result.report.get(o.name, float('nan')):.4f}" for o in objectives],
+            *[f"{getattr(result, split).get(o.name, float('nan')):.4f}" for o in objectives],
             weights_text(result, checkpoint_names),
         )
     console.print(table)
