@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/recycle demo
 
-# The 135M-parameter pool: built once (~9 min on 2 cores with native bf16 such as AMX; in fp32
-# where the CPU has none, ~55 min), then two searches and the verdict (~21 min with AMX).
+# The 135M-parameter pool: built once (~20-30 min on 2 cores with native bf16 such as AMX; in
+# fp32 where the CPU has none, ~110 min), then two searches and the verdict (~30 min with AMX).
 demo-smollm2: $(STAMP)
 	$(BIN)/recycle demo --pool smollm2
 

@@ -72,7 +72,8 @@ class Demo:
 
         demo = build_demo_pool(cache, log=lambda *a, **k: None)
         self.pool, self.tasks = demo.pool, demo.tasks
-        self.evaluator = Evaluator(SearchSpec(pool=demo.pool, tasks=demo.tasks))
+        # The benchmark reads the search split only.
+        self.evaluator = Evaluator(SearchSpec(pool=demo.pool, tasks=demo.tasks, report_every_trial=False))
         self.best_known = None  # the best macro-average seen in any run
         # The evaluator is deterministic, and every run shares its baselines: score each merge once.
         self._scored: dict[tuple[float, ...], TrialResult] = {}

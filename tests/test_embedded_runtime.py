@@ -58,3 +58,17 @@ def test_a_resumed_search_runs_the_trials_it_had_in_flight(demo_pool, tmp_path):
     assert driver.finished and len(store.results("resumed")) == 8
     results = {r.proposal.number: r for r in store.results("resumed")}
     assert [results[p.number].proposal for p in interrupted] == interrupted
+
+
+def test_a_search_gives_the_cores_back_when_it_ends(demo_pool, tmp_path):
+    """Worker threads share the cores during a search; what runs after it (the verdict) gets them all."""
+    import torch
+
+    spec = SearchSpec(pool=demo_pool.pool, tasks=demo_pool.tasks, budget=3, concurrency=2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # with 2 workers a search on a 2-core machine sets 1
+    try:
+        runtime.run_search(spec, "threads", tmp_path / "t.jsonl", workers=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
