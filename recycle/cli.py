@@ -422,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="tiny: a 4-layer GPT-2 trained here (minutes); smollm2: SmolLM2-135M-Instruct"
                       " and 8 specialists fine-tuned here, 2 runs per domain (built once: ~20-30 min on 2 cores with native bf16, ~110 min in fp32 on an AVX2-only CPU)")
     demo.add_argument("--strategy", default="tpe,cmaes", help="one search per strategy, comma separated (tpe, cmaes, random)")
-    demo.add_argument("--budget", type=int, help="trials per search (default: 48 tiny, 40 smollm2)")
+    demo.add_argument("--budget", type=int, help="trials per search (default: 48 tiny, 64 smollm2)")
     demo.add_argument("--merge", default="linear", choices=sorted(DEMO_MERGES),
                       help="linear: weights on the simplex over the whole pool (the paper's); task-arithmetic:"
                       " the base plus weighted task vectors of the specialists, each weight in [0, --max-weight]")
