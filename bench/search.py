@@ -136,6 +136,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def compare(objective, budgets: list[int], seeds: int, scalarization: str, variants=VARIANTS,
             options: dict | None = None) -> None:
+    options = options or {}
     runs = {(label, b): [run_search(objective, strategy, b, seed, scalarization=scalarization, surrogate=surrogate,
                                     options=options)
                          for seed in range(seeds)]
@@ -151,7 +152,7 @@ def compare(objective, budgets: list[int], seeds: int, scalarization: str, varia
             reached = [trials_to_close(r["curve"], r["uniform_macro"], best_known) for r in rs]
             gap_closed = mean_std([gap_closed_by(r["best_macro"], r["uniform_macro"], best_known) for r in rs])
             emit(objective=objective.name, strategy=strategy, budget=budget, seeds=seeds, scalarization=scalarization,
-                 **(options or {}),
+                 **options,
                  hv_gain_mean=gains[strategy][0], hv_gain_std=gains[strategy][1],
                  best_macro_mean=mean_std([r["best_macro"] for r in rs])[0],
                  best_macro_std=mean_std([r["best_macro"] for r in rs])[1], best_known_macro=best_known,
@@ -160,7 +161,7 @@ def compare(objective, budgets: list[int], seeds: int, scalarization: str, varia
         for strategy in (label for label, _, _ in variants if label != "random"):
             ratio = gains[strategy][0] / gains["random"][0] if gains["random"][0] > 0 else None
             emit(objective=objective.name, figure="hv_gain_ratio_vs_random", strategy=strategy, budget=budget,
-                 **(options or {}), value=ratio, target=1.2)
+                 **options, value=ratio, target=1.2)
 
 
 def ask_latency(told: int = 1000, asks: int = 20) -> None:

@@ -174,18 +174,19 @@ def _singles_dominated_by(results: list[TrialResult], spec: SearchSpec, scorer: 
     archive = ParetoArchive(spec.objectives)
     for result in results:
         archive.add(result)
-    members = [r for r in archive.front if not is_single(r)]
+    # Front members (not singles) with their search-split loss vectors, read once for every single.
+    members = [(r, np.array(loss_vector(r.scores, spec.objectives))) for r in archive.front if not is_single(r)]
     answer = {}
     for single in (r for r in results if is_single(r) and r.status is TrialStatus.ok):
         name = single.proposal.source.split(":", 1)[1]
         if answer.get(name):  # each search evaluates the singles: one dominating member is enough
             continue
         on_search = np.array(loss_vector(single.scores, spec.objectives))
-        rivals = [m for m in members if dominates(loss_vector(m.scores, spec.objectives), on_search.tolist())]
-        rivals.sort(key=lambda m: float((np.array(loss_vector(m.scores, spec.objectives)) - on_search).max()))
+        rivals = sorted(((m, float((point - on_search).max())) for m, point in members if dominates(point, on_search)),
+                        key=lambda rival: rival[1])
         held_out = loss_vector(scorer.report(single), spec.objectives)
         answer[name] = next(
-            (m.trial_id for m in rivals[:MAX_DOMINANCE_CHECKS]
+            (m.trial_id for m, _ in rivals[:MAX_DOMINANCE_CHECKS]
              if dominates(loss_vector(scorer.report(m), spec.objectives), held_out)),
             None,
         )
