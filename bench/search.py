@@ -195,10 +195,13 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", choices=[label for label, _, _ in VARIANTS],
                         default=[label for label, _, _ in VARIANTS], help="random is always run: the ratios need it")
     parser.add_argument("--exploit-every", type=int, default=None, help="SearchSpec.exploit_every (default: its default)")
+    parser.add_argument("--dominance-probes", type=int, default=None,
+                        help="SearchSpec.dominance_probes, for every variant random included (default: its default)")
     parser.add_argument("--skip-synthetic", action="store_true")
     args = parser.parse_args()
     variants = [v for v in VARIANTS if v[0] in args.variants or v[0] == "random"]
-    options = {} if args.exploit_every is None else {"exploit_every": args.exploit_every}
+    given = {"exploit_every": args.exploit_every, "dominance_probes": args.dominance_probes}
+    options = {name: value for name, value in given.items() if value is not None}
     if not args.skip_synthetic:
         compare(Synthetic(), args.budgets, args.seeds, args.scalarization, variants, options)
     if args.demo:

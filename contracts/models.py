@@ -143,10 +143,16 @@ class SearchOptions(Frozen):
     # surrogate of the tasks predicts adds most to the Pareto front (random search never).
     surrogate: bool = True
     # With the surrogate, every this many asks propose instead the candidate predicted best
-    # on the macro-average (0: never). A tradeoff measured by bench/search.py: on the demo
-    # pool 3 took the best macro-average found from 0.68 to 0.92-0.98 of the way from the
-    # uniform soup to the best known, and hypervolume from 1.23x to 1.16-1.18x random's.
-    exploit_every: int = Field(default=3, ge=0, le=1000)
+    # on the macro-average, where it is predicted to beat the best seen by more than the
+    # surrogate's leave-one-out error (otherwise the hypervolume pick; 0: never). Measured by
+    # bench/search.py on the demo pool, 5 seeds, 32 / 64 trials: ungated every 3rd ask, 1.16x-1.18x
+    # random's hypervolume gain; gated every 2nd, 1.22x-1.25x with nearly the same best
+    # macro-average (0.87-0.91 of the way from the uniform soup to the best known, 0.92-0.98 ungated).
+    exploit_every: int = Field(default=2, ge=0, le=1000)
+    # With baselines: the last this many trials of the budget may probe the single checkpoints
+    # no trial dominates yet, each along the line towards its most similar checkpoint
+    # (proposer.dominance); trials no probe needs go to the strategy. 0: none.
+    dominance_probes: int = Field(default=0, ge=0, le=1000)
     # Score the held-out report split in every trial, so each result carries it (the API
     # shows the best trial's). False: a trial scores the search split alone (on the SmolLM2
     # pool 24 of 56 windows per task) and the verdict (recycle.verdict) scores the held-out

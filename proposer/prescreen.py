@@ -14,8 +14,11 @@ front with their predicted losses, so concurrent asks do not all chase the same 
 A candidate predicted to be dominated scores minus its distance to the front (how
 much better it would need to be on every task), so the least bad one is chosen.
 
-`pick_lowest_mean` is the exploiting pick the driver makes every few asks: the
-candidate with the lowest predicted macro-average, the number users select a merge by.
+`pick_exploiting` is the pick the driver tries every few asks: the candidate with the
+lowest predicted macro-average (the number users select a merge by), but only where the
+surrogate is confident it beats the best macro-average seen: by more than its own
+leave-one-out error. Otherwise the ask takes the hypervolume pick: an exploiting trial
+the model cannot tell from the best seen mostly re-measures the optimum's neighbourhood.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class HypervolumePrescreen:
         n_weights = x.shape[1]
         if n_weights > MAX_WEIGHTS or len(observed) < n_linear_terms(n_weights, on_simplex) + 2:
             return
+        self._best_mean = float(losses.mean(axis=1).min())
         self._low = losses.min(axis=0)
         span = losses.max(axis=0) - self._low
         self._scale = np.where(span > 0, span, 1.0)
@@ -89,13 +93,17 @@ class HypervolumePrescreen:
         scores = self.scores(candidates)
         return max(range(len(candidates)), key=lambda i: (scores[i], -i))
 
-    def pick_lowest_mean(self, candidates: Sequence[Weights]) -> int:
-        """Index of the candidate with the lowest predicted mean loss (the macro-average)."""
-        if self.surrogate is None or len(candidates) == 1:
-            return 0
+    def pick_exploiting(self, candidates: Sequence[Weights]) -> int | None:
+        """Index of the candidate with the lowest predicted mean loss (the macro-average) if it is
+        predicted to beat the best mean seen by more than the prediction's error, else None."""
+        if self.surrogate is None:
+            return None
         predicted = self.surrogate.predict(np.array(candidates, dtype=float)) * self._scale + self._low
         means = predicted.mean(axis=1)
-        return min(range(len(candidates)), key=lambda i: (means[i], i))
+        # Leave-one-out error of a mean over the tasks, as if their errors were independent.
+        error = float(np.mean(self.surrogate.loo_rmse * self._scale)) / np.sqrt(predicted.shape[1])
+        best = int(np.argmin(means))
+        return best if means[best] < self._best_mean - error else None
 
 
 def improvement(point: np.ndarray, front: np.ndarray) -> float:

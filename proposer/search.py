@@ -7,10 +7,13 @@ where the last one stopped.
 
 Trial order: the fixed baselines (each single checkpoint, then the uniform soup),
 then strategy proposals, with the greedy soup's steps slotted in as soon as the
-step before returned (each needs its predecessor's result). With `spec.surrogate`,
+step before returned (each needs its predecessor's result). In the last
+`spec.dominance_probes` trials, probes at the singles no result dominates yet come
+first (proposer.dominance). With `spec.surrogate`,
 TPE and CMA-ES offer several candidates per ask and a quadratic surrogate of the
 tasks picks the one predicted to add most hypervolume (proposer.prescreen), or,
-every `spec.exploit_every` asks, the one predicted best on the macro-average.
+every `spec.exploit_every` asks, the one predicted best on the macro-average where the
+surrogate is confident it beats the best seen.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 
 from contracts import Objective, Proposal, SearchSpec, TrialResult, TrialStatus
 from proposer.baselines import fixed_baselines, greedy_candidate, soup_weights
+from proposer.dominance import dominance_probe
 from proposer.pareto import ParetoArchive, reference_point
 from proposer.prescreen import HypervolumePrescreen
 from proposer.scalarize import Scalarizer, loss_vector, macro_average
@@ -129,29 +133,55 @@ class SearchDriver:
         members = self._greedy_members()
         if members is not None:
             return "greedy", self.space.to_pool(soup_weights(members, self.space.dim))
+        if number >= self.spec.budget - self.spec.dominance_probes:
+            probe = self._dominance_probe()
+            if probe is not None:
+                return probe
         if self.scalarization == "parego":
             self._relabel(number)
         pick = None
         if self.spec.surrogate and self.strategy.n_candidates > 1:
             # Hypervolume picks spread the trials along the front; alone they left the best
             # macro-average to the greedy soup on the SmolLM2 pool (held-out -0.012 / -0.008
-            # for TPE / CMA-ES, significant); every third ask exploiting cut that to -0.004 /
-            # -0.002 (the hypervolume tradeoff: see SearchOptions.exploit_every).
+            # for TPE / CMA-ES, significant); exploiting asks cut that to -0.004 / -0.002
+            # (the hypervolume tradeoff: see SearchOptions.exploit_every).
             exploit = self.spec.exploit_every > 0 and number % self.spec.exploit_every == 0
 
             # Fitted only when the strategy offers candidates (TPE's random startup does not).
             def pick(candidates: Sequence[Weights]) -> int:
                 screen = self._prescreen()
-                return screen.pick_lowest_mean(candidates) if exploit else screen.pick(candidates)
+                chosen = screen.pick_exploiting(candidates) if exploit else None
+                return screen.pick(candidates) if chosen is None else chosen
         [x] = self.strategy.ask([number], pick=pick)
         return self.strategy.name, self.space.to_pool(x)
 
     def _prescreen(self) -> HypervolumePrescreen:
         """A surrogate of every task, fitted to the results so far (see proposer.prescreen)."""
-        observed = [self._points[n] for n in sorted(self._points)]
-        pending = [self.space.to_strategy(p.weights) for n, p in self._proposals.items() if n not in self._results]
-        front = [self._points[r.proposal.number][1] for r in self._archive.front]
-        return HypervolumePrescreen(observed, pending, on_simplex=self.space.normalize, front=front)
+        return HypervolumePrescreen(self._observed(), self._pending_weights(), on_simplex=self.space.normalize,
+                                    front=self._front_losses())
+
+    def _observed(self) -> list[tuple[Weights, list[float]]]:
+        """(strategy weights, loss vector) of every ok trial, in trial order."""
+        return [self._points[n] for n in sorted(self._points)]
+
+    def _pending_weights(self) -> list[Weights]:
+        return [self.space.to_strategy(p.weights) for n, p in self._proposals.items() if n not in self._results]
+
+    def _front_losses(self) -> list[list[float]]:
+        return [self._points[r.proposal.number][1] for r in self._archive.front]
+
+    def _dominance_probe(self) -> tuple[str, Weights] | None:
+        """The end game's next probe at a single checkpoint no result dominates (proposer.dominance)."""
+        if not self.spec.baselines:
+            return None
+        # Singles are the first trials, numbered by pool index.
+        singles = {j: self._points[i][1] for j, i in enumerate(self.space.searched) if i in self._points}
+        aimed = dominance_probe(singles, self._front_losses(), self._observed(), self._pending_weights(),
+                                dim=self.space.dim, on_simplex=self.space.normalize)
+        if aimed is None:
+            return None
+        single, weights = aimed
+        return f"probe:{self.space.names[self.space.searched[single]]}", self.space.to_pool(weights)
 
     def _greedy_members(self) -> tuple[int, ...] | None:
         """Members of the greedy soup's next step if it can be proposed now."""

@@ -29,6 +29,9 @@ from recycle.verdict import StaleRunError, held_out_verdict
 console = Console(width=None if sys.stdout.isatty() else 200)
 STRATEGY_NAMES = get_args(StrategyName)
 DEMO_BUDGETS = {"tiny": 48, "smollm2": 64}
+# Trials at the end of a demo search that may probe the checkpoints no merge dominates yet
+# (SearchOptions.dominance_probes); the strategy gets those no probe needs.
+DEMO_DOMINANCE_PROBES = 8
 # The demo pools are a base and its specialists. linear: the paper's weighted average of the whole
 # pool (weights on the simplex). task-arithmetic: base + sum_i w_i (specialist_i - base), each w_i
 # in [0, --max-weight]: a specialist can keep all of its fine-tuning while some of the others' is added.
@@ -210,7 +213,8 @@ def command_demo(args) -> int:
     specs = {
         strategy: SearchSpec(pool=demo.pool, tasks=demo.tasks, strategy=strategy, budget=budget,
                              concurrency=args.workers, seed=args.seed, shrunk_singles=0.1, merge=DEMO_MERGES[args.merge],
-                             max_weight=args.max_weight, report_every_trial=False)
+                             max_weight=args.max_weight, report_every_trial=False,
+                             dominance_probes=DEMO_DOMINANCE_PROBES)
         for strategy in strategies
     }
     out = Path(args.out) if args.out else settings.data_dir / "runs" / time.strftime(f"demo-{args.pool}-%Y%m%d-%H%M%S")

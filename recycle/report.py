@@ -135,6 +135,8 @@ def print_verdict(verdict, checkpoint_names, objectives, console: Console | None
         console.print(f"On the held-out split no front member dominates: {', '.join(undominated)}")
     else:
         console.print("On the held-out split every single checkpoint is dominated by a member of the front.")
+    for name, margin in verdict.dominance_margins.items():
+        console.print(f"  {name}: by {verdict.singles_dominated_by[name]}, every task at least {margin:.4f} lower")
 
 
 MPL_MARKERS = {"circle": "o", "square": "s", "triangle": "^", "diamond": "D"}

@@ -47,6 +47,8 @@ class Verdict:
     improvements: dict[str, dict[str, Improvement]] = field(default_factory=dict)
     # single checkpoint -> the front member that dominates it on the report split (None: none does)
     singles_dominated_by: dict[str, str | None] = field(default_factory=dict)
+    # dominated single -> how much lower that member's held-out loss is on the task where it is least lower
+    dominance_margins: dict[str, float] = field(default_factory=dict)
 
     def entry(self, label: str) -> Entry | None:
         return next((e for e in self.entries if e.label == label), None)
@@ -62,6 +64,7 @@ class Verdict:
             "weights_used": {e.label: e.weights_used for e in self.entries},
             "paired_bootstrap": {m: {b: i.as_dict() for b, i in by.items()} for m, by in self.improvements.items()},
             "singles_dominated_by": self.singles_dominated_by,
+            "dominance_margins": self.dominance_margins,
         }
 
 
@@ -97,7 +100,9 @@ def held_out_verdict(
             sum(1 for w in result.proposal.weights if w > 0.01),
         ))
     verdict = Verdict(entries=entries)
-    verdict.singles_dominated_by = _singles_dominated_by([r for _, results in runs.values() for r in results], spec, scorer)
+    every_result = [r for _, results in runs.values() for r in results]
+    verdict.singles_dominated_by = _singles_dominated_by(every_result, spec, scorer)
+    verdict.dominance_margins = _dominance_margins(verdict.singles_dominated_by, every_result, spec, scorer)
 
     if bootstrap:
         for merge in verdict.merges:
@@ -191,3 +196,17 @@ def _singles_dominated_by(results: list[TrialResult], spec: SearchSpec, scorer: 
             None,
         )
     return answer
+
+
+def _dominance_margins(dominated_by: dict[str, str | None], results: list[TrialResult], spec: SearchSpec,
+                       scorer: HeldOutScorer) -> dict[str, float]:
+    """Per dominated single: the held-out loss its dominating member saves on the task where it saves least."""
+    by_id = {r.trial_id: r for r in results}
+    singles = {r.proposal.source.split(":", 1)[1]: r for r in results if is_single(r) and r.status is TrialStatus.ok}
+    margins = {}
+    for name, trial_id in dominated_by.items():
+        if trial_id is not None:
+            single = loss_vector(scorer.report(singles[name]), spec.objectives)
+            member = loss_vector(scorer.report(by_id[trial_id]), spec.objectives)
+            margins[name] = min(s - m for s, m in zip(single, member))
+    return margins

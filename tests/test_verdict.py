@@ -104,7 +104,7 @@ def _trial(spec, number: int, source: str, scores: dict[str, float]):
 
 
 def test_a_single_is_dominated_only_by_a_member_that_dominates_it_on_both_splits(runs):
-    from recycle.verdict import MAX_DOMINANCE_CHECKS, _singles_dominated_by
+    from recycle.verdict import MAX_DOMINANCE_CHECKS, _dominance_margins, _singles_dominated_by
 
     spec = runs["tpe"][0]
     tasks = [o.name for o in spec.objectives]
@@ -127,7 +127,9 @@ def test_a_single_is_dominated_only_by_a_member_that_dominates_it_on_both_splits
     # The deepest dominators first, and no more than MAX_DOMINANCE_CHECKS of them.
     assert scorer.asked[1:] == [t.proposal.number for t in reversed(close)][:MAX_DOMINANCE_CHECKS]
 
-    held_out[close[-1].proposal.number] = on(*[0.98] * n)  # the deepest one holds up
-    assert _singles_dominated_by([single, lucky, *close], spec, _HeldOut(held_out)) == {
-        spec.pool.names[0]: close[-1].trial_id
-    }
+    held_out[close[-1].proposal.number] = on(0.97, *[0.98] * (n - 1))  # the deepest one holds up
+    dominated_by = _singles_dominated_by([single, lucky, *close], spec, _HeldOut(held_out))
+    assert dominated_by == {spec.pool.names[0]: close[-1].trial_id}
+    # By 0.02 on every task but the first (0.03): the margin is the smaller.
+    margins = _dominance_margins(dominated_by, [single, lucky, *close], spec, _HeldOut(held_out))
+    assert margins == {spec.pool.names[0]: pytest.approx(0.02)}

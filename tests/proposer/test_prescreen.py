@@ -94,19 +94,21 @@ def test_the_pick_is_the_candidate_predicted_to_add_most_hypervolume():
     assert busy.scores([tuple(optima[0])])[0] <= 0.0 < screen.scores([tuple(optima[0])])[0]
 
 
-def test_an_exploiting_pick_is_the_candidate_with_the_lowest_predicted_mean():
+def test_an_exploiting_pick_is_the_candidate_with_the_lowest_predicted_mean_if_it_beats_the_best_seen():
     optima = np.eye(4)[:2] * 0.7 + 0.075
     screen = HypervolumePrescreen(observations(optima, 30), [], on_simplex=True)
     middle = tuple(optima.mean(axis=0))  # the macro-average's optimum: the mean of the tasks' optima
     candidates = [tuple(optima[0]), tuple(optima[1]), middle, (0.0, 0.0, 0.5, 0.5)]
-    assert screen.pick_lowest_mean(candidates) == 2
+    assert screen.pick_exploiting(candidates) == 2
     assert screen.pick(candidates) in (0, 1)  # the hypervolume pick goes to an end of the front instead
+    # Each task's optimum is far worse on the other task than the best mix seen: no exploiting pick.
+    assert screen.pick_exploiting(candidates[:2]) is None
 
 
 def test_with_too_few_trials_or_too_many_weights_the_strategy_keeps_its_choice():
     optima = RNG.dirichlet(np.ones(4), size=2)
     few = HypervolumePrescreen(observations(optima, 5), [], on_simplex=True)
-    assert few.pick([(1, 0, 0, 0), (0, 1, 0, 0)]) == few.pick_lowest_mean([(1, 0, 0, 0), (0, 1, 0, 0)]) == 0
+    assert few.pick([(1, 0, 0, 0), (0, 1, 0, 0)]) == 0 and few.pick_exploiting([(1, 0, 0, 0), (0, 1, 0, 0)]) is None
     wide = RNG.dirichlet(np.ones(MAX_WEIGHTS + 1), size=2)
     many = HypervolumePrescreen(observations(wide, 60), [], on_simplex=True)
     assert many.surrogate is None and many.pick([tuple(wide[1]), tuple(wide[0])]) == 0

@@ -268,18 +268,19 @@ def test_bad_configurations_are_refused():
 
 
 @pytest.mark.parametrize("strategy", ["tpe", "cmaes"])
-def test_every_nth_ask_exploits_the_predicted_macro_average(strategy, monkeypatch):
-    """With exploit_every=n the trials numbered 0 mod n take the lowest-predicted-mean pick,
-    the others the hypervolume pick; 0 turns exploiting off."""
+def test_every_nth_ask_tries_to_exploit_the_predicted_macro_average(strategy, monkeypatch):
+    """With exploit_every=n the trials numbered 0 mod n try the exploiting pick first and take
+    the hypervolume pick where it declines; the others take the hypervolume pick; 0 never exploits."""
     from proposer.prescreen import HypervolumePrescreen
 
     picks = []
-    for method in ("pick", "pick_lowest_mean"):
+    for method in ("pick", "pick_exploiting"):
         original = getattr(HypervolumePrescreen, method)
 
         def spy(self, candidates, original=original, method=method):
-            picks.append(method)
-            return original(self, candidates)
+            chosen = original(self, candidates)
+            picks.append((method, chosen))
+            return chosen
 
         monkeypatch.setattr(HypervolumePrescreen, method, spy)
 
@@ -291,9 +292,20 @@ def test_every_nth_ask_exploits_the_predicted_macro_average(strategy, monkeypatc
         return numbers, list(picks)
 
     numbers, made = searched(3)
-    asked = numbers[-len(made):]  # TPE's random startup asks without candidates
-    assert made and made == ["pick_lowest_mean" if n % 3 == 0 else "pick" for n in asked]
-    assert set(searched(0)[1]) == {"pick"}
+    calls = iter(made)
+    asks = []  # per ask, the methods it called
+    for method, chosen in calls:
+        asks.append([method])
+        if method == "pick_exploiting" and chosen is None:
+            asks[-1].append(next(calls)[0])
+    asked = numbers[-len(asks):]  # TPE's random startup asks without candidates
+    assert asks and asks == [
+        (["pick_exploiting"] if n % 3 == 0 else ["pick"]) + (["pick"] if n % 3 == 0 and len(a) == 2 else [])
+        for n, a in zip(asked, asks)
+    ]
+    exploited = [a for n, a in zip(asked, asks) if n % 3 == 0]
+    assert ["pick_exploiting"] in exploited  # the gate lets some through on this objective
+    assert {m for m, _ in searched(0)[1]} == {"pick"}
 
 
 def test_exploit_every_must_not_be_negative():
