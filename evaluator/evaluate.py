@@ -19,7 +19,7 @@ from transformers import AutoTokenizer
 from contracts import Proposal, SearchSpec, TrialResult, TrialStatus
 from evaluator.model import ResidentModel
 from evaluator.tasks import make_task
-from merger import CheckpointPool, get_method
+from merger import CheckpointPool, fused, get_method
 
 
 def worker_name() -> str:
@@ -39,7 +39,8 @@ class Evaluator:
         self.method.merge_into(self.method.check_weights(weights), self.resident.targets)
 
     def scores(self, split: str) -> dict[str, float]:
-        return {task.name: task.score(self.resident.model, split) for task in self.tasks}
+        with fused.forward_pass():  # no merge kernel is traced meanwhile (see merger.fused)
+            return {task.name: task.score(self.resident.model, split) for task in self.tasks}
 
     def evaluate(self, proposal: Proposal) -> TrialResult:
         started = time.perf_counter()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Sequence
 
 import torch
@@ -33,10 +33,60 @@ HALF_DTYPES = (torch.bfloat16, torch.float16)
 FP32_MIN_ELEMENTS = 1 << 24
 
 _kernels: dict[int, object] = {}
+# (sources, their dtypes, the output's dtype) a kernel has run for: later calls do not trace.
+_traced: set[tuple] = set()
 _unavailable: str | None = None
 # Dynamo compiles are not thread safe, and the embedded runtime merges from several threads;
 # a merge is ~1% of a trial, so serializing merges costs nothing measurable.
 _lock = threading.Lock()
+
+
+class _TracingGate:
+    """Model forwards (shared, any number at once) against a kernel's first call (exclusive).
+
+    While dynamo traces a kernel, `torch.compiler.is_compiling()` is true in every thread, and
+    transformers' hub-kernel layers (the `kernels` package, on SmolLM2's attention) then keep
+    their per-forward state in a global instead of a context variable: a forward running in
+    another thread failed ("TypeError: expected an instance of Token"), seen as 4 failed trials
+    of 128 on the SmolLM2 pool, each the first merge of a new number of checkpoints.
+    """
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._forwards = 0
+        self._tracing = False
+        self._waiting = 0  # tracers waiting: new forwards let them go first
+
+    @contextmanager
+    def forward(self):
+        with self._changed:
+            self._changed.wait_for(lambda: not self._tracing and not self._waiting)
+            self._forwards += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._forwards -= 1
+                self._changed.notify_all()
+
+    @contextmanager
+    def tracing(self):
+        with self._changed:
+            self._waiting += 1
+            self._changed.wait_for(lambda: not self._tracing and not self._forwards)
+            self._waiting -= 1
+            self._tracing = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._tracing = False
+                self._changed.notify_all()
+
+
+_gate = _TracingGate()
+# Model forwards run inside this (evaluator.Evaluator does), so no kernel is traced meanwhile.
+forward_pass = _gate.forward
 
 
 def _kernel(n: int):
@@ -89,10 +139,12 @@ def combine(out: torch.Tensor, sources: Sequence[torch.Tensor], coefficients: Se
     global _unavailable
     if not applies(out, sources):
         return False
-    with _lock:
+    signature = (len(sources), tuple(x.dtype for x in sources), out.dtype)
+    with (_gate.tracing() if signature not in _traced else nullcontext()), _lock:
         try:
             kernel = _kernels.get(len(sources)) or _kernels.setdefault(len(sources), _kernel(len(sources)))
             kernel(out.view(-1), torch.tensor(coefficients, dtype=torch.float32), *(x.view(-1) for x in sources))
+            _traced.add(signature)
         except Exception as error:  # noqa: BLE001 - any compile failure means: use the eager path
             _unavailable = f"{type(error).__name__}: {error}"[:500]
             log.warning("fused merge kernel unavailable, merging with eager torch (slower): %s", _unavailable)
