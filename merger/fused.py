@@ -86,6 +86,7 @@ class _TracingGate:
 
 _gate = _TracingGate()
 # Model forwards run inside this (evaluator.Evaluator does), so no kernel is traced meanwhile.
+# Not re-entrant with a merge: a merge inside it that traces would wait for itself.
 forward_pass = _gate.forward
 
 
