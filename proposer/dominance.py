@@ -44,10 +44,8 @@ TOLERANCE = 1e-9
 
 @dataclass(frozen=True)
 class ProbeLine:
-    """Points start + a * direction, a in (0, 1], in strategy coordinates."""
+    """Points start + a * direction, a in (0, 1], in strategy coordinates; a = 0 is the single."""
 
-    single: int  # searched index of the checkpoint to dominate (the line's a = 0)
-    neighbour: int  # searched index of the checkpoint mixed in
     start: np.ndarray
     direction: np.ndarray
 
@@ -78,7 +76,7 @@ def probe_line(single: int, neighbour: int, dim: int, on_simplex: bool) -> Probe
     direction[neighbour] = 1.0
     if on_simplex:
         direction[single] = -1.0
-    return ProbeLine(single, neighbour, start, direction, on_simplex)
+    return ProbeLine(start, direction, on_simplex)
 
 
 def task_scale(singles: Mapping[int, Sequence[float]]) -> np.ndarray:
