@@ -1,5 +1,5 @@
 """How trials are drawn: one table shared by the status page's scatter and the PNG
-from `recycle run` / `recycle demo` (recycle/report.py), so both read the same.
+from `recycle run` / `recycle demo` (recycle/local/report.py), so both read the same.
 
 Kinds, in legend order. A trial is drawn once, as the first kind that fits it
 among single, uniform, greedy; otherwise as front or trial. Colours are

@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from evaluator.data import lm_windows
-from recycle.demo_pool import BASE, build_demo_pool
+from recycle.demo.tiny_pool import BASE, build_demo_pool
 
 
 def split_docs(path: str, spec) -> dict[str, list[str]]:

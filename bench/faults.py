@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from recycle.demo_pool import build_demo_pool  # noqa: E402
+from recycle.demo.tiny_pool import build_demo_pool  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.faults.scenarios import FaultStack, schemathesis_run, seed_api, server_errors, worker_kills  # noqa: E402
 from tests.stack.processes import RedisServer, http, wait_for  # noqa: E402
@@ -59,7 +59,7 @@ def main() -> int:
         tmp = Path(tmp)
         server = RedisServer(tmp / "redis", free_port()).start()
         try:
-            # Workers killed mid-trial (visibility timeout lowered: see recycle/celery_app.py).
+            # Workers killed mid-trial (visibility timeout lowered: see recycle/serve/celery_app.py).
             stack = FaultStack(tmp / "kills", server.url(0), roots_of(demo),
                                env={"RECYCLE_BROKER_VISIBILITY_TIMEOUT_S": "8"})
             (tmp / "kills").mkdir()

@@ -68,7 +68,7 @@ class Demo:
 
     def __init__(self, cache: Path):
         from evaluator import Evaluator
-        from recycle.demo_pool import build_demo_pool
+        from recycle.demo.tiny_pool import build_demo_pool
 
         demo = build_demo_pool(cache, log=lambda *a, **k: None)
         self.pool, self.tasks = demo.pool, demo.tasks

@@ -20,7 +20,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -72,7 +71,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=60)
     parser.add_argument("--cache", default=".cache/bench-stack")
     args = parser.parse_args()
-    from recycle.demo_pool import build_demo_pool
+    from recycle.demo.tiny_pool import build_demo_pool
 
     demo = build_demo_pool(Path(args.cache), scale="test", log=lambda *a, **k: None)
     with tempfile.TemporaryDirectory(prefix="recycle-bench-stack-") as scratch:

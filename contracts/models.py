@@ -155,7 +155,7 @@ class SearchOptions(Frozen):
     dominance_probes: int = Field(default=0, ge=0, le=1000)
     # Score the held-out report split in every trial, so each result carries it (the API
     # shows the best trial's). False: a trial scores the search split alone (on the SmolLM2
-    # pool 24 of 56 windows per task) and the verdict (recycle.verdict) scores the held-out
+    # pool 24 of 56 windows per task) and the verdict (recycle.local.verdict) scores the held-out
     # split of the trials it judges; `recycle demo` runs so.
     report_every_trial: bool = True
     # A trial running longer than this is marked failed.

@@ -8,7 +8,7 @@
 """
 
 from merger.errors import ExportError, ExportExistsError, MergerError, MethodError, PoolError, WeightsError
-from merger.export import export_merge, mergekit_config
+from merger.export import export_merge, export_trial, mergekit_config
 from merger.locate import within_roots
 from merger.methods import (
     MERGE_METHODS,
@@ -38,6 +38,7 @@ __all__ = [
     "WeightsError",
     "allocate_outputs",
     "export_merge",
+    "export_trial",
     "get_method",
     "linear_combination",
     "make_method",

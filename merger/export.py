@@ -13,13 +13,14 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Sequence
 
 import torch
 import yaml
 
-from contracts.models import MergeSpec
+from contracts.models import MergeSpec, SearchSpec, TrialResult
 
 from merger.errors import ExportError, ExportExistsError
 from merger import fused
@@ -200,3 +201,22 @@ def mergekit_yaml(pool: CheckpointPool, spec: MergeSpec, weights: list[float], o
         "# Weights are already clipped and normalized when normalize is true.\n"
     )
     return header + yaml.safe_dump(mergekit_config(pool, spec, weights, out_dtype), sort_keys=False)
+
+
+def export_trial(search_id: str, spec: SearchSpec, result: TrialResult, out: Path,
+                 allowed_roots: Sequence[str | Path] | None = None, dtype=None) -> Path:
+    """One trial's merge as an HF directory + mergekit.yaml + recycle.json (search, trial,
+    weights by checkpoint, scores), at `out` (which must not exist or be empty). Serves
+    the API's export route and `recycle export`. Raises the merger's PoolError,
+    WeightsError or ExportExistsError for bad input. `dtype`: a torch dtype to cast
+    the floating tensors to (None keeps the pool's)."""
+    pool = CheckpointPool.open(spec.pool, allowed_roots=allowed_roots)
+    try:
+        metadata = {"search_id": search_id, "trial_id": result.trial_id, "source": result.proposal.source,
+                    "weights": dict(zip(spec.pool.names, result.proposal.weights)),
+                    "scores": result.scores, "report": result.report, "exported_at": time.time()}
+        export_merge(pool, spec.merge, list(result.proposal.weights), out, dtype=dtype, metadata=metadata)
+        (Path(out) / "recycle.json").write_text(json.dumps(metadata, indent=2))
+    finally:
+        pool.close()
+    return Path(out)

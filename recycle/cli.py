@@ -18,12 +18,12 @@ from contracts import CheckpointRef, MergeSpec, PoolSpec, SearchSpec
 from contracts.models import StrategyName
 from evaluator.data import TaskDataError
 from merger import CheckpointPool, PoolError, WeightsError, export_merge
-from recycle import report
-from recycle.finetune import BASE
-from recycle.runtime import run_search
+from recycle.local import report
+from recycle.demo.finetune import BASE
+from recycle.local.runtime import run_search
 from recycle.settings import Settings
-from recycle.smollm2_pool import BaseModelMissing
-from recycle.verdict import StaleRunError, held_out_verdict
+from recycle.demo.smollm2_pool import BaseModelMissing
+from recycle.local.verdict import StaleRunError, held_out_verdict
 
 # Logs and pipes get a wide table instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -153,7 +153,7 @@ def judge(runs: dict, search_ids: dict[str, str], out_dir: Path, device: str) ->
                            "best_merge": best.held_out_macro, "best_merge_trial": best.result.trial_id,
                            "margin_over_best_single": verdict.entry("best single").held_out_macro - best.held_out_macro}
     summary_path.write_text(json.dumps(summary, indent=2, default=str))
-    from recycle.api_services import export_trial
+    from merger import export_trial
 
     export_dir = out_dir / "best-merge"
     if not export_dir.exists():
@@ -202,11 +202,11 @@ def command_demo(args) -> int:
         raise UsageError(f"--max-weight must be in [1, 4], got {args.max_weight}")
     console.print(f"[bold]recycle demo[/]: building (or reusing) the {args.pool} checkpoint pool in {settings.pool_cache_dir}")
     if args.pool == "smollm2":
-        from recycle.smollm2_pool import build_smollm2_pool  # noqa: PLC0415 - transformers' GGUF path is slow to import
+        from recycle.demo.smollm2_pool import build_smollm2_pool  # noqa: PLC0415 - transformers' GGUF path is slow to import
 
         demo = build_smollm2_pool(settings.pool_cache_dir / "smollm2", seed=args.seed, log=console.print)
     else:
-        from recycle.demo_pool import build_demo_pool
+        from recycle.demo.tiny_pool import build_demo_pool
 
         demo = build_demo_pool(settings.pool_cache_dir / "demo", seed=args.seed, log=console.print)
     budget = args.budget or DEMO_BUDGETS[args.pool]
@@ -233,8 +233,8 @@ def command_api(args) -> int:
 
     from api import create_app
     from proposer.redis_store import RedisStore
-    from recycle.api_services import make_services
-    from recycle.metrics import ApiMetrics
+    from recycle.serve.api_wiring import make_services
+    from recycle.serve.metrics import ApiMetrics
 
     settings = Settings()
     if not settings.allowed_roots:
@@ -254,9 +254,9 @@ def command_proposer(args) -> int:
     from prometheus_client import CollectorRegistry, start_http_server
 
     from proposer.redis_store import RedisStore
-    from recycle.celery_app import make_celery
-    from recycle.metrics import ProposerMetrics
-    from recycle.proposer_service import ProposerService, celery_sender
+    from recycle.serve.celery_app import make_celery
+    from recycle.serve.metrics import ProposerMetrics
+    from recycle.serve.proposer_service import ProposerService, celery_sender
 
     settings = Settings()
     setup_logging()
@@ -272,7 +272,7 @@ def command_proposer(args) -> int:
 
 
 def command_worker(args) -> int:
-    from recycle.worker import run_worker  # imported here: metrics must see PROMETHEUS_MULTIPROC_DIR first
+    from recycle.serve.worker import run_worker  # imported here: metrics must see PROMETHEUS_MULTIPROC_DIR first
 
     setup_logging()
     run_worker(concurrency=args.concurrency, metrics_port=args.metrics_port)
@@ -374,7 +374,7 @@ def command_status(args) -> int:
 def command_export(args) -> int:
     from api.views import search_view
     from contracts import Proposal, TrialStatus
-    from recycle.api_services import export_trial
+    from merger import export_trial
 
     settings = Settings()
     store = open_store(settings)

@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     # Read-only endpoints answer without a token when true.
     public_reads: bool = True
     # Seconds before the broker hands out again a trial whose whole worker vanished
-    # (see recycle/celery_app.py): above the longest trial.
+    # (see recycle/serve/celery_app.py): above the longest trial.
     broker_visibility_timeout_s: float = Field(default=2 * 3600, gt=0)
 
     def resolved_device(self) -> str:

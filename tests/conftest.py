@@ -16,7 +16,7 @@ TEST_REDIS_URL = os.environ.get("RECYCLE_TEST_REDIS_URL", "redis://127.0.0.1:637
 @pytest.fixture(scope="session")
 def demo_pool(tmp_path_factory):
     """The demo pool at test scale: a real tokenizer and real GPT-2 specialists, trained here."""
-    from recycle.demo_pool import build_demo_pool
+    from recycle.demo.tiny_pool import build_demo_pool
 
     return build_demo_pool(tmp_path_factory.mktemp("demo-pool"), scale="test", seed=0, log=lambda *a, **k: None)
 

@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from recycle import corpora
-from recycle.demo_pool import build_demo_pool, demo_splits
-from recycle.finetune import BASE, MARKER
+from recycle.demo import corpora
+from recycle.demo.tiny_pool import build_demo_pool, demo_splits
+from recycle.demo.finetune import BASE, MARKER
 
 SEED = 0
 

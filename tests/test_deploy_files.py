@@ -3,7 +3,7 @@
 No docker engine or Grafana runs here, so these tests check what can be checked
 offline: the compose file against the compose spec, that the pieces agree with
 each other (service names, ports, mounts, datasource uid), that every PromQL
-expression names only metrics recycle/metrics.py exports, and, where promtool is
+expression names only metrics recycle/serve/metrics.py exports, and, where promtool is
 installed, that the Prometheus config and the queries parse.
 """
 
@@ -21,7 +21,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from recycle.metrics import ApiMetrics, ProposerMetrics, WorkerMetrics
+from recycle.serve.metrics import ApiMetrics, ProposerMetrics, WorkerMetrics
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -344,11 +344,11 @@ def test_queries_name_only_exported_metrics(dashboard, exported_metric_names):
         names = set(METRIC_NAME.findall(expr))
         assert names, f"{where}: no recycle metric in {expr!r}"
         unknown = names - exported_metric_names
-        assert not unknown, f"{where}: {sorted(unknown)} not exported by recycle/metrics.py"
+        assert not unknown, f"{where}: {sorted(unknown)} not exported by recycle/serve/metrics.py"
 
 
 def test_dashboard_shows_every_metric_family(dashboard, exported_metric_names):
-    """A metric added to recycle/metrics.py should get a panel too."""
+    """A metric added to recycle/serve/metrics.py should get a panel too."""
     used = {name for _, expr in expressions(dashboard) for name in METRIC_NAME.findall(expr)}
     families = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in exported_metric_names}
     missing = {f for f in families if not any(u == f or re.fullmatch(re.escape(f) + r"_(total|bucket|sum|count)", u) for u in used)}

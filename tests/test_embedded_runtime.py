@@ -8,7 +8,7 @@ import time
 import pytest
 
 from contracts import SearchSpec
-from recycle import runtime
+from recycle.local import runtime
 
 
 EVALUATE = runtime.EvaluatorPool.evaluate  # the real one: each run wraps it afresh

@@ -9,7 +9,7 @@ from matplotlib.colors import to_hex
 
 from api.plotstyle import PLOT_STYLE, trial_kind
 from proposer import MemoryStore, ParetoArchive
-from recycle.report import MPL_MARKERS, front_figure, plot_front
+from recycle.local.report import MPL_MARKERS, front_figure, plot_front
 from tests.recorded_search import record_search
 
 matplotlib.use("Agg")

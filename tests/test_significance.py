@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recycle.significance import macro_nll, paired_bootstrap
+from recycle.local.significance import macro_nll, paired_bootstrap
 
 
 def losses(per_token: dict[str, np.ndarray], tokens: int = 100) -> dict:

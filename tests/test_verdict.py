@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from contracts import SearchSpec
-from recycle.report import macro
-from recycle.runtime import run_search
-from recycle.verdict import BASELINES, StaleRunError, held_out_verdict
+from recycle.local.report import macro
+from recycle.local.runtime import run_search
+from recycle.local.verdict import BASELINES, StaleRunError, held_out_verdict
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def _trial(spec, number: int, source: str, scores: dict[str, float]):
 
 
 def test_a_single_is_dominated_only_by_a_member_that_dominates_it_on_both_splits(runs):
-    from recycle.verdict import MAX_DOMINANCE_CHECKS, _dominance_margins, _singles_dominated_by
+    from recycle.local.verdict import MAX_DOMINANCE_CHECKS, _dominance_margins, _singles_dominated_by
 
     spec = runs["tpe"][0]
     tasks = [o.name for o in spec.objectives]

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from api import create_app
 from proposer import MemoryStore
-from recycle.api_services import make_services
+from recycle.serve.api_wiring import make_services
 from recycle.settings import Settings
 
 TOKEN = "api-test-token"

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from api import create_app
 from proposer import MemoryStore
-from recycle.api_services import make_services
+from recycle.serve.api_wiring import make_services
 from recycle.settings import Settings
 from tests.faults.scenarios import truncate
 

@@ -15,7 +15,7 @@ from celery import Celery
 
 from contracts import keys
 from proposer import SearchDriver
-from recycle.celery_app import make_celery
+from recycle.serve.celery_app import make_celery
 from tests.faults.conftest import assert_no_secret_in_logs, make_stack
 from tests.faults.scenarios import TOKEN, pool_copy, poison_with_nan, proposer_restarts, truncate
 from tests.stack.processes import http, total, wait_for

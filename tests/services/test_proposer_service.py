@@ -7,8 +7,8 @@ from prometheus_client import CollectorRegistry
 
 from contracts import SearchStatus
 from proposer.redis_store import RedisStore, ResultsStream
-from recycle.metrics import ProposerMetrics
-from recycle.proposer_service import ProposerService
+from recycle.serve.metrics import ProposerMetrics
+from recycle.serve.proposer_service import ProposerService
 from tests.proposer.search_fakes import make_spec, ok
 
 

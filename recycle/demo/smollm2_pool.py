@@ -30,8 +30,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from evaluator.model import cpu_runs_natively
-from recycle.demo_pool import DemoPool, pool_and_tasks
-from recycle.finetune import (
+from recycle.demo.tiny_pool import DemoPool, pool_and_tasks
+from recycle.demo.finetune import (
     BASE,
     BuildCache,
     build_once,

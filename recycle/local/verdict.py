@@ -17,8 +17,8 @@ from contracts import SearchSpec, TrialResult, TrialStatus
 from evaluator import Evaluator
 from evaluator.tasks import LanguageModelLoss
 from proposer import ParetoArchive, dominates, loss_vector, macro_average
-from recycle.report import Comparison, compare, is_single
-from recycle.significance import Improvement, WindowLosses, macro_nll, paired_bootstrap
+from recycle.local.report import Comparison, compare, is_single
+from recycle.local.significance import Improvement, WindowLosses, macro_nll, paired_bootstrap
 
 BASELINES = ("best single", "uniform soup", "greedy soup")
 MAX_DRIFT = 0.02  # relative difference between a trial's held-out score and its re-scoring

@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from pathlib import Path
-from typing import Sequence
 
 from api.services import InputError, Services
 from contracts import PoolSpec, SearchSpec, TrialResult
 from evaluator.data import TaskDataError
 from evaluator.tasks import make_task
-from merger import CheckpointPool, ExportExistsError, PoolError, WeightsError, export_merge, within_roots
-
-
-def export_trial(search_id: str, spec: SearchSpec, result: TrialResult, out: Path,
-                 allowed_roots: Sequence[str | Path] | None = None, dtype=None) -> Path:
-    """One trial's merge as an HF directory + mergekit.yaml + recycle.json (search, trial,
-    weights by checkpoint, scores), at `out` (which must not exist or be empty). Serves
-    the API's export route and `recycle export`. Raises the merger's PoolError,
-    WeightsError or ExportExistsError for bad input. `dtype`: a torch dtype to cast
-    the floating tensors to (None keeps the pool's)."""
-    pool = CheckpointPool.open(spec.pool, allowed_roots=allowed_roots)
-    try:
-        metadata = {"search_id": search_id, "trial_id": result.trial_id, "source": result.proposal.source,
-                    "weights": dict(zip(spec.pool.names, result.proposal.weights)),
-                    "scores": result.scores, "report": result.report, "exported_at": time.time()}
-        export_merge(pool, spec.merge, list(result.proposal.weights), out, dtype=dtype, metadata=metadata)
-        (Path(out) / "recycle.json").write_text(json.dumps(metadata, indent=2))
-    finally:
-        pool.close()
-    return Path(out)
+from merger import CheckpointPool, ExportExistsError, PoolError, WeightsError, export_trial, within_roots
 
 
 def usable_path(what: str, path: str) -> None:

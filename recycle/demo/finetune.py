@@ -2,7 +2,7 @@
 
 A demo pool is a base model plus one specialist per corpus domain, each fine-tuned
 from the base on batches of mostly its own domain. The pool builders
-(`recycle.demo_pool` for the tiny GPT-2, `recycle.smollm2_pool` for SmolLM2-135M)
+(`recycle.demo.tiny_pool` for the tiny GPT-2, `recycle.demo.smollm2_pool` for SmolLM2-135M)
 differ in the model and the recipe, not in how they train, save or cache.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 
-from recycle import corpora
+from recycle.demo import corpora
 
 MARKER = "demo_pool.json"
 BASE = "base"

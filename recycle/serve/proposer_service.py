@@ -21,7 +21,7 @@ from contracts import Proposal, SearchSpec, SearchStatus, TrialResult, TrialStat
 from proposer import SearchDriver
 from proposer.redis_store import RedisStore, ResultsStream
 from proposer.store import UnknownSearch
-from recycle.metrics import ProposerMetrics
+from recycle.serve.metrics import ProposerMetrics
 
 log = logging.getLogger("recycle.proposer")
 Send = Callable[[Proposal, SearchSpec], None]

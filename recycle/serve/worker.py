@@ -27,10 +27,10 @@ from pydantic import ValidationError
 from contracts import Proposal, SearchSpec, TrialResult, TrialStatus, keys
 from evaluator import Evaluator
 from evaluator.evaluate import worker_name
-from recycle.celery_app import make_celery
+from recycle.serve.celery_app import make_celery
 from recycle.settings import Settings
 
-log = logging.getLogger("recycle.worker")
+log = logging.getLogger("recycle.serve.worker")
 settings = Settings()
 app = make_celery(settings.redis_url, settings.broker_visibility_timeout_s)
 # A resident model per cached evaluator; two covers alternating between two searches.
@@ -46,7 +46,7 @@ class ProcessState:
 
     def __init__(self):
         from proposer.redis_store import RedisStore, ResultsStream
-        from recycle.metrics import WorkerMetrics
+        from recycle.serve.metrics import WorkerMetrics
 
         self.store = RedisStore.from_url(settings.redis_url)
         self.results = ResultsStream(self.store.redis)

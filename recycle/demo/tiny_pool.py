@@ -3,7 +3,7 @@
 The recipe follows the setting of Khalifa et al. (arXiv 2412.04144): checkpoints that
 share an ancestor but were trained towards different goals. A byte-level BPE
 tokenizer and a base model are trained on a mix of corpora that ship with Python
-(see `recycle.corpora`); the base is then fine-tuned once per domain, on batches of
+(see `recycle.demo.corpora`); the base is then fine-tuned once per domain, on batches of
 mostly that domain. Fine-tuning from the shared base keeps the checkpoints linearly
 mode connected, so weighted averages of them are good models, and fine-tuning at
 the base's peak learning rate makes each specialist clearly better on its domain
@@ -25,7 +25,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from contracts import CheckpointRef, PoolSpec, TaskSpec
-from recycle.finetune import (
+from recycle.demo.finetune import (
     BASE,
     BuildCache,
     build_once,

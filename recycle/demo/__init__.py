@@ -1,0 +1,1 @@
+"""The demo pools: offline corpora, training, and the pools built from them."""

@@ -1,0 +1,1 @@
+"""Local runs: the embedded runtime, run directories, the held-out verdict, its statistics and reports."""
