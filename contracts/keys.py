@@ -43,3 +43,27 @@ def sent(search_id: str) -> str:
 
 def result_order(search_id: str) -> str:
     return f"{PREFIX}:search:{search_id}:order"
+
+
+# -- liveness (contracts.liveness) ---------------------------------------------------
+
+
+def lease(search_id: str, trial_id: str) -> str:
+    """String with a TTL: the worker id holding the trial (renewed while it runs)."""
+    return f"{PREFIX}:search:{search_id}:lease:{trial_id}"
+
+
+def claims(search_id: str) -> str:
+    """Hash trial id -> worker id that last took the trial's lease (a lease gone from
+    under a claim is a lapsed one: its worker died or handed the trial back)."""
+    return f"{PREFIX}:search:{search_id}:claims"
+
+
+def reproposals(search_id: str) -> str:
+    """Hash trial id -> how many times its lease lapsed (the proposer's count)."""
+    return f"{PREFIX}:search:{search_id}:reproposals"
+
+
+def workers() -> str:
+    """Hash worker id -> WorkerInfo JSON (each worker process's last heartbeat)."""
+    return f"{PREFIX}:workers"

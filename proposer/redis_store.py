@@ -8,6 +8,10 @@ Layout (names in contracts.keys):
   ...:sent         hash  trial id -> unix time it was sent to the workers
   ...:results      hash  trial id -> TrialResult JSON (first write wins)
   ...:order        list  trial ids in the order results were recorded
+  ...:lease:<trial> string with a TTL: the worker running the trial
+  ...:claims       hash  trial id -> worker that last took its lease
+  ...:reproposals  hash  trial id -> lapses of its lease
+  workers          hash  worker id -> WorkerInfo JSON (last heartbeat)
 Recording a result is one Lua script, so "stored" and "listed in order" can
 never disagree, however the proposer is interrupted.
 """
@@ -16,10 +20,12 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Iterable
 
 import redis
 
 from contracts import PoolSpec, Proposal, SearchSpec, SearchStatus, TrialResult, keys
+from contracts.liveness import DONE_PREFIX, WorkerInfo
 from proposer.store import SearchExists, SearchStore, UnknownSearch
 
 log = logging.getLogger("recycle.proposer")
@@ -52,6 +58,33 @@ redis.call('RPUSH', KEYS[2], ARGV[4])
 return 1
 """
 
+# Leases: Redis' own clock times them (PX), so the hosts' clocks never have to agree.
+# KEYS: search, lease, claims; ARGV: worker, ttl ms, replacing ('' for none), trial id.
+CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] and holder ~= ARGV[3] then return holder end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[1])
+return 1
+"""
+
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+# ARGV: worker, ttl ms, '1' when done, the done marker.
+END = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '1' then redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[2]) else redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
+def milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
 
 class RedisStore(SearchStore):
     def __init__(self, client: redis.Redis):
@@ -60,6 +93,9 @@ class RedisStore(SearchStore):
         self._hsetnx_in_search = client.register_script(HSETNX_IN_SEARCH)
         self._hset_in_search = client.register_script(HSET_IN_SEARCH)
         self._create_search = client.register_script(CREATE_SEARCH)
+        self._claim = client.register_script(CLAIM)
+        self._renew = client.register_script(RENEW)
+        self._end = client.register_script(END)
 
     @classmethod
     def from_url(cls, url: str) -> "RedisStore":
@@ -149,6 +185,50 @@ class RedisStore(SearchStore):
     def get_result(self, search_id: str, trial_id: str) -> TrialResult | None:
         raw = self.redis.hget(keys.results(search_id), trial_id)
         return TrialResult.model_validate_json(raw) if raw else None
+
+    # liveness
+    def claim_trial(self, search_id: str, trial_id: str, worker: str, ttl_s: float,
+                    replacing: str | None = None) -> str | None:
+        outcome = self._claim(keys=[keys.search(search_id), keys.lease(search_id, trial_id), keys.claims(search_id)],
+                              args=[worker, milliseconds(ttl_s), replacing or "", trial_id])
+        if outcome == -1:
+            raise UnknownSearch(search_id)
+        return None if outcome == 1 else outcome.decode()
+
+    def renew_lease(self, search_id: str, trial_id: str, worker: str, ttl_s: float) -> bool:
+        return bool(self._renew(keys=[keys.lease(search_id, trial_id)], args=[worker, milliseconds(ttl_s)]))
+
+    def end_lease(self, search_id: str, trial_id: str, worker: str, ttl_s: float, done: bool) -> None:
+        self._end(keys=[keys.lease(search_id, trial_id)],
+                  args=[worker, milliseconds(ttl_s), "1" if done else "0", DONE_PREFIX + worker])
+
+    def leases(self, search_id: str, trial_ids: Iterable[str]) -> dict[str, str]:
+        trial_ids = list(trial_ids)
+        if not trial_ids:
+            return {}
+        holders = self.redis.mget([keys.lease(search_id, t) for t in trial_ids])
+        return {t: h.decode() for t, h in zip(trial_ids, holders) if h is not None}
+
+    def claims(self, search_id: str) -> dict[str, str]:
+        return {k.decode(): v.decode() for k, v in self.redis.hgetall(keys.claims(search_id)).items()}
+
+    def drop_claim(self, search_id: str, trial_id: str) -> None:
+        self.redis.hdel(keys.claims(search_id), trial_id)
+
+    def count_reproposal(self, search_id: str, trial_id: str) -> int:
+        if not self.redis.exists(keys.search(search_id)):
+            raise UnknownSearch(search_id)
+        return int(self.redis.hincrby(keys.reproposals(search_id), trial_id, 1))
+
+    def beat(self, info: WorkerInfo) -> None:
+        self.redis.hset(keys.workers(), info.id, info.model_dump_json())
+
+    def workers(self) -> list[WorkerInfo]:
+        raw = self.redis.hgetall(keys.workers())
+        return [WorkerInfo.model_validate_json(raw[k]) for k in sorted(raw)]
+
+    def forget_worker(self, worker_id: str) -> None:
+        self.redis.hdel(keys.workers(), worker_id)
 
 
 class ResultsStream:

@@ -6,15 +6,19 @@ Every implementation must pass the shared contract suite in
 tests/proposer/store_contract.py.
 
 Results are keyed by trial id and the first write wins: a redelivered trial
-(at-least-once delivery) is recorded once.
+(at-least-once delivery) is recorded once. Liveness (contracts.liveness) lives here
+too: the lease a worker holds on the trial it runs, and each worker's heartbeat.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
+from typing import Callable, Iterable
 
 from contracts import PoolSpec, Proposal, SearchSpec, SearchStatus, TrialResult
+from contracts.liveness import DONE_PREFIX, WorkerInfo
 
 
 class SearchExists(ValueError):
@@ -89,6 +93,50 @@ class SearchStore(ABC):
     def ping(self) -> None:
         """Raises if the store cannot be reached."""
 
+    # -- liveness: leases on running trials, worker heartbeats --------------------------
+    @abstractmethod
+    def claim_trial(self, search_id: str, trial_id: str, worker: str, ttl_s: float,
+                    replacing: str | None = None) -> str | None:
+        """Take the trial's lease for `worker` for `ttl_s` and note the claim: None when
+        taken (the lease was free, lapsed, already `worker`'s, or held by `replacing`, a
+        holder known dead). Otherwise nothing changes and the holder is returned
+        (DONE_PREFIX + worker once its trial finished). UnknownSearch for no search."""
+
+    @abstractmethod
+    def renew_lease(self, search_id: str, trial_id: str, worker: str, ttl_s: float) -> bool:
+        """Extend the lease by `ttl_s` if `worker` still holds it; False if it lapsed or changed hands."""
+
+    @abstractmethod
+    def end_lease(self, search_id: str, trial_id: str, worker: str, ttl_s: float, done: bool) -> None:
+        """`worker` lets go of a lease it holds: `done`, it becomes a done marker for `ttl_s`
+        (a late duplicate message is skipped); otherwise it is released at once (handed back)."""
+
+    @abstractmethod
+    def leases(self, search_id: str, trial_ids: Iterable[str]) -> dict[str, str]:
+        """Holders of the live leases among `trial_ids`."""
+
+    @abstractmethod
+    def claims(self, search_id: str) -> dict[str, str]:
+        """Trial id -> the worker that last claimed it (claims outlive their leases)."""
+
+    @abstractmethod
+    def drop_claim(self, search_id: str, trial_id: str) -> None: ...
+
+    @abstractmethod
+    def count_reproposal(self, search_id: str, trial_id: str) -> int:
+        """One more lapse of the trial's lease; the count so far."""
+
+    @abstractmethod
+    def beat(self, info: WorkerInfo) -> None:
+        """A worker's heartbeat: its record replaces the last one."""
+
+    @abstractmethod
+    def workers(self) -> list[WorkerInfo]:
+        """Every worker's last heartbeat, by id."""
+
+    @abstractmethod
+    def forget_worker(self, worker_id: str) -> None: ...
+
 
 class _Search:
     def __init__(self, spec: SearchSpec):
@@ -97,15 +145,25 @@ class _Search:
         self.proposals: dict[str, Proposal] = {}
         self.results: dict[str, TrialResult] = {}  # dicts keep insertion (record) order
         self.sent: dict[str, float] = {}
+        self.leases: dict[str, tuple[str, float]] = {}  # trial id -> (holder, expiry on the store's clock)
+        self.claims: dict[str, str] = {}
+        self.reproposals: dict[str, int] = {}
+
+    def holder(self, trial_id: str, now: float) -> str | None:
+        holder, expires = self.leases.get(trial_id, (None, 0.0))
+        return holder if expires > now else None
 
 
 class MemoryStore(SearchStore):
-    """In-process and thread-safe. Stored models are frozen and shared, not copied."""
+    """In-process and thread-safe. Stored models are frozen and shared, not copied.
+    `clock` (seconds, monotonic) times the leases."""
 
-    def __init__(self):
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
         self._lock = threading.Lock()
+        self._clock = clock
         self._pools: dict[str, PoolSpec] = {}
         self._searches: dict[str, _Search] = {}
+        self._workers: dict[str, WorkerInfo] = {}
 
     def put_pool(self, pool_id: str, pool: PoolSpec) -> None:
         with self._lock:
@@ -182,6 +240,70 @@ class MemoryStore(SearchStore):
         with self._lock:
             search = self._searches.get(search_id)
             return dict(search.sent) if search else {}
+
+    def claim_trial(self, search_id: str, trial_id: str, worker: str, ttl_s: float,
+                    replacing: str | None = None) -> str | None:
+        with self._lock:
+            search, now = self._search(search_id), self._clock()
+            holder = search.holder(trial_id, now)
+            if holder is not None and holder not in (worker, replacing):
+                return holder
+            search.leases[trial_id] = (worker, now + ttl_s)
+            search.claims[trial_id] = worker
+            return None
+
+    def renew_lease(self, search_id: str, trial_id: str, worker: str, ttl_s: float) -> bool:
+        with self._lock:
+            search, now = self._searches.get(search_id), self._clock()
+            if search is None or search.holder(trial_id, now) != worker:
+                return False
+            search.leases[trial_id] = (worker, now + ttl_s)
+            return True
+
+    def end_lease(self, search_id: str, trial_id: str, worker: str, ttl_s: float, done: bool) -> None:
+        with self._lock:
+            search, now = self._searches.get(search_id), self._clock()
+            if search is None or search.holder(trial_id, now) != worker:
+                return
+            if done:
+                search.leases[trial_id] = (DONE_PREFIX + worker, now + ttl_s)
+            else:
+                del search.leases[trial_id]
+
+    def leases(self, search_id: str, trial_ids: Iterable[str]) -> dict[str, str]:
+        with self._lock:
+            search, now = self._searches.get(search_id), self._clock()
+            if search is None:
+                return {}
+            return {t: h for t in trial_ids if (h := search.holder(t, now)) is not None}
+
+    def claims(self, search_id: str) -> dict[str, str]:
+        with self._lock:
+            search = self._searches.get(search_id)
+            return dict(search.claims) if search else {}
+
+    def drop_claim(self, search_id: str, trial_id: str) -> None:
+        with self._lock:
+            if search_id in self._searches:
+                self._searches[search_id].claims.pop(trial_id, None)
+
+    def count_reproposal(self, search_id: str, trial_id: str) -> int:
+        with self._lock:
+            counts = self._search(search_id).reproposals
+            counts[trial_id] = counts.get(trial_id, 0) + 1
+            return counts[trial_id]
+
+    def beat(self, info: WorkerInfo) -> None:
+        with self._lock:
+            self._workers[info.id] = info
+
+    def workers(self) -> list[WorkerInfo]:
+        with self._lock:
+            return [self._workers[i] for i in sorted(self._workers)]
+
+    def forget_worker(self, worker_id: str) -> None:
+        with self._lock:
+            self._workers.pop(worker_id, None)
 
     def _search(self, search_id: str) -> _Search:
         try:

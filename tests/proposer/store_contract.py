@@ -8,10 +8,12 @@ the same way.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
 from contracts import CheckpointRef, PoolSpec, Proposal, SearchStatus
+from contracts.liveness import DONE_PREFIX, TrialRef, WorkerInfo
 from proposer.store import SearchExists, UnknownSearch
 from tests.proposer.search_fakes import failed, make_spec, ok
 
@@ -147,3 +149,76 @@ class StoreContract:
 
     def test_ping(self, store):
         store.ping()
+
+    # -- liveness -------------------------------------------------------------------
+    def test_a_lease_is_held_by_one_worker_until_it_lapses(self, searching):
+        trial = proposal(0).trial_id
+        assert searching.claim_trial("s1", trial, "host:1", ttl_s=0.3) is None
+        assert searching.claim_trial("s1", trial, "host:2", ttl_s=30) == "host:1"  # taken: nothing changes
+        assert searching.claim_trial("s1", trial, "host:1", ttl_s=0.3) is None  # its own again
+        assert searching.leases("s1", [trial, "s1-t000009"]) == {trial: "host:1"}
+        assert searching.claims("s1") == {trial: "host:1"}
+        time.sleep(0.5)
+        assert searching.leases("s1", [trial]) == {}
+        assert not searching.renew_lease("s1", trial, "host:1", ttl_s=30)  # lapsed: gone for good
+        assert searching.claims("s1") == {trial: "host:1"}  # the claim outlives the lease
+        assert searching.claim_trial("s1", trial, "host:2", ttl_s=30) is None
+        assert searching.claims("s1") == {trial: "host:2"} and searching.claims("s2") == {}
+        with pytest.raises(UnknownSearch):
+            searching.claim_trial("nope", trial, "host:1", ttl_s=30)
+
+    def test_renewal_keeps_a_lease_and_only_its_holder_renews(self, searching):
+        trial = proposal(0).trial_id
+        searching.claim_trial("s1", trial, "host:1", ttl_s=0.4)
+        for _ in range(4):
+            time.sleep(0.2)
+            assert searching.renew_lease("s1", trial, "host:1", ttl_s=0.4)
+            assert not searching.renew_lease("s1", trial, "host:2", ttl_s=30)
+        assert searching.leases("s1", [trial]) == {trial: "host:1"}
+
+    def test_a_holder_known_dead_is_replaced(self, searching):
+        trial = proposal(0).trial_id
+        searching.claim_trial("s1", trial, "host:1", ttl_s=30)
+        assert searching.claim_trial("s1", trial, "host:2", ttl_s=30, replacing="host:3") == "host:1"
+        assert searching.claim_trial("s1", trial, "host:2", ttl_s=30, replacing="host:1") is None
+        assert searching.leases("s1", [trial]) == {trial: "host:2"}
+
+    def test_ending_a_lease(self, searching):
+        done, handed_back = proposal(0).trial_id, proposal(1).trial_id
+        for trial in (done, handed_back):
+            searching.claim_trial("s1", trial, "host:1", ttl_s=30)
+        searching.end_lease("s1", done, "host:2", ttl_s=30, done=True)  # not its lease: no effect
+        assert searching.leases("s1", [done]) == {done: "host:1"}
+        searching.end_lease("s1", done, "host:1", ttl_s=0.3, done=True)
+        searching.end_lease("s1", handed_back, "host:1", ttl_s=30, done=False)
+        # A finished trial's marker keeps a late duplicate away; a handed-back trial is free.
+        assert searching.leases("s1", [done, handed_back]) == {done: DONE_PREFIX + "host:1"}
+        assert searching.claim_trial("s1", done, "host:2", ttl_s=30) == DONE_PREFIX + "host:1"
+        assert searching.claim_trial("s1", handed_back, "host:2", ttl_s=30) is None
+        time.sleep(0.5)
+        assert searching.leases("s1", [done]) == {}
+
+    def test_claims_and_reproposal_counts(self, searching):
+        trial = proposal(0).trial_id
+        searching.claim_trial("s1", trial, "host:1", ttl_s=30)
+        searching.drop_claim("s1", trial)
+        searching.drop_claim("s1", "s1-t000009")
+        assert searching.claims("s1") == {}
+        assert [searching.count_reproposal("s1", trial) for _ in range(3)] == [1, 2, 3]
+        assert searching.count_reproposal("s2", trial) == 1
+        with pytest.raises(UnknownSearch):
+            searching.count_reproposal("nope", trial)
+
+    def test_worker_heartbeats(self, store):
+        assert store.workers() == []
+        first = WorkerInfo(id="b:2", host="b", device="cpu", last_heartbeat=1.0)
+        other = WorkerInfo(id="a:1", host="a", device="cuda", pools=("demo",),
+                           current_trial=TrialRef(search_id="s1", trial_id="s1-t000000"), last_heartbeat=5.0, trials_done=3)
+        store.beat(first)
+        store.beat(other)
+        later = first.model_copy(update={"last_heartbeat": 9.5, "trials_done": 1})
+        store.beat(later)  # replaces
+        assert store.workers() == [other, later]
+        store.forget_worker("a:1")
+        store.forget_worker("nobody")
+        assert store.workers() == [later]
