@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from contracts import CheckpointRef, PoolSpec, Proposal, SearchSpec, TaskSpec, TrialResult, TrialStatus
-from proposer import MemoryStore, ParetoArchive, SearchDriver, macro_average
-from proposer.search import n_reference_trials
+from proposer import MemoryStore, ParetoArchive, SearchDriver
+from proposer.baselines import fixed_baselines
+from proposer.space import WeightSpace
 
 # (label, strategy, surrogate pre-screening): the strategies as shipped, random search,
 # and the ablation without the surrogate (the strategies alone, told the macro-average).
@@ -103,19 +104,19 @@ def run_search(objective, strategy: str, budget: int, seed: int, concurrency: in
         result = objective.evaluate(proposal)
         driver.record(result)
         if result.status is TrialStatus.ok:
-            value = macro_average(result.scores, spec.objectives)
+            value = driver.normalization.macro(result.scores)
             best_so_far.append(min(value, best_so_far[-1]) if best_so_far else value)
     results = store.results("bench")
     summary = driver.summary()
     baselines = ParetoArchive(spec.objectives)
     for result in results:
-        if result.proposal.number < n_reference_trials(spec):
+        if result.proposal.number < len(fixed_baselines(WeightSpace(spec), spec.shrunk_singles)):
             baselines.add(result)
     uniform = next(r for r in results if r.proposal.source == "uniform")
     return {
-        "hv_gain": summary["hypervolume"] - baselines.hypervolume(summary["reference_point"]),
+        "hv_gain": summary["hypervolume"] - baselines.hypervolume(summary["reference_point"], driver.normalization.losses),
         "best_macro": best_so_far[-1],
-        "uniform_macro": macro_average(uniform.scores, spec.objectives),
+        "uniform_macro": driver.normalization.macro(uniform.scores),
         "curve": best_so_far,
     }
 

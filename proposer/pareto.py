@@ -64,8 +64,10 @@ class ParetoArchive:
     def front(self) -> list[TrialResult]:
         return [r for r, _ in self._front]
 
-    def hypervolume(self, reference: Sequence[float]) -> float:
-        return hypervolume([p for _, p in self._front], reference)
+    def hypervolume(self, reference: Sequence[float], scale=None) -> float:
+        """Of the front, in loss form, or through `scale(scores)` (e.g. Normalization.losses)."""
+        points = [p for _, p in self._front] if scale is None else [scale(r.scores) for r, _ in self._front]
+        return hypervolume(points, reference)
 
 
 def hypervolume(points: Sequence[Point], reference: Sequence[float]) -> float:
@@ -98,19 +100,3 @@ def _volume(points: list[tuple[float, ...]], reference: tuple[float, ...]) -> fl
         if top > point[-1]:
             volume += (top - point[-1]) * _volume([p[:-1] for p in by_last[: i + 1]], reference[:-1])
     return volume
-
-
-def reference_point(results: Sequence[TrialResult], objectives: Sequence[Objective]) -> list[float]:
-    """Worst loss per objective among the ok results, plus 10% of that objective's range.
-
-    A zero range gets 10% of the value's magnitude (or 0.1), so the worst point
-    still adds volume.
-    """
-    points = [loss_vector(r.scores, objectives) for r in results if r.status is TrialStatus.ok]
-    if not points:
-        raise ValueError("a reference point needs at least one ok result")
-    reference = []
-    for column in zip(*points):
-        worst, span = max(column), max(column) - min(column)
-        reference.append(worst + 0.1 * (span or abs(worst) or 1.0))
-    return reference

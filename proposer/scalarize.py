@@ -1,7 +1,8 @@
 """Turning per-task scores into one loss to minimize.
 
 Every objective is first put in loss form (direction.sign * score, lower is
-better). The search minimizes the plain mean of those, the paper's macro-average.
+better). The search minimizes the mean of those normalized by the single checkpoints'
+spread (proposer.normalize), the paper's macro-average on one scale for every unit.
 `Scalarizer` puts objectives on a common scale (the ideal..nadir range of the
 baselines) for the augmented Chebyshev scalarization ParEGO draws a random weight
 vector for on every ask, which spreads the search along the Pareto front.
@@ -23,11 +24,6 @@ def loss_vector(scores: Mapping[str, float], objectives: Sequence[Objective]) ->
     if missing:
         raise ValueError(f"scores lack objective(s): {', '.join(missing)}")
     return [o.direction.sign * scores[o.name] for o in objectives]
-
-
-def macro_average(scores: Mapping[str, float], objectives: Sequence[Objective]) -> float:
-    losses = loss_vector(scores, objectives)
-    return sum(losses) / len(losses)
 
 
 class Scalarizer:

@@ -23,12 +23,13 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from contracts import Objective, Proposal, SearchSpec, TrialResult, TrialStatus
+from contracts import Proposal, SearchSpec, TrialResult, TrialStatus
 from proposer.baselines import fixed_baselines, greedy_candidate, soup_weights
 from proposer.dominance import dominance_probe
-from proposer.pareto import ParetoArchive, reference_point
+from proposer.normalize import Normalization, n_anchor_trials, normalization_of
+from proposer.pareto import ParetoArchive
 from proposer.prescreen import HypervolumePrescreen
-from proposer.scalarize import Scalarizer, loss_vector, macro_average
+from proposer.scalarize import Scalarizer, loss_vector
 from proposer.space import WeightSpace
 from proposer.store import SearchStore
 from proposer.strategies import make_strategy
@@ -41,16 +42,18 @@ _PAREGO_STREAM = 1
 
 def best_by_macro(
     results: Sequence[TrialResult],
-    objectives: Sequence[Objective],
+    normalization: Normalization | None,
     split: Literal["scores", "report"] = "scores",
 ) -> TrialResult | None:
-    """The ok result with the lowest macro-average on that split (first one on ties).
-    Results lacking an objective on that split are skipped."""
-    names = {o.name for o in objectives}
+    """The ok result with the lowest normalized macro-average on that split (first one on ties;
+    None before the scale is known). Results lacking an objective on that split are skipped."""
+    if normalization is None:
+        return None
+    names = {o.name for o in normalization.objectives}
     scored = [
         r for r in results if r.status is TrialStatus.ok and names <= set(getattr(r, split))
     ]
-    return min(scored, key=lambda r: macro_average(getattr(r, split), objectives), default=None)
+    return min(scored, key=lambda r: normalization.macro(getattr(r, split)), default=None)
 
 
 class SearchDriver:
@@ -61,10 +64,10 @@ class SearchDriver:
     history with them first (strategies that cannot relabel, CMA-ES and random,
     keep the macro-average).
 
-    The first `n_reference` trials (the singles and the uniform soup when
-    baselines are on) are the reference trials: once all are back, their ok
-    results set the hypervolume reference point, fixed from then on so the
-    hypervolume is comparable over time. (ParEGO scales objectives over every
+    The first trials, one per pool checkpoint (the singles when baselines are on), are
+    the anchors of the normalized scale (proposer.normalize): strategies are told the
+    normalized macro-average, so results that return before every anchor has settled are
+    told once it has, in the order they came. (ParEGO scales objectives over every
     result so far, see `_relabel`.)
     """
 
@@ -85,8 +88,9 @@ class SearchDriver:
         self.space = WeightSpace(spec)
         self.strategy = make_strategy(spec.strategy, self.space.dim, spec.seed, self.space.normalize, spec.max_weight)
         self._baselines = fixed_baselines(self.space, spec.shrunk_singles) if spec.baselines else []
-        self.n_reference = n_reference_trials(spec)
-        self._reference: list[float] | None = None
+        self.n_anchors = n_anchor_trials(spec)
+        self.normalization: Normalization | None = None
+        self._untold: list[TrialResult] = []  # results waiting for the scale before the strategy hears of them
         self._proposals: dict[int, Proposal] = {}
         self._results: dict[int, TrialResult] = {}  # in the order they were taken in
         # Per ok trial: (strategy weights, loss vector), what the pre-screening surrogate reads.
@@ -101,9 +105,11 @@ class SearchDriver:
         self._proposals = {p.number: p for p in proposals}
         for result in results:
             self._take(result)
+        told = results if self.normalization is not None else []
+        self._untold = [] if self.normalization is not None else list(results)
         self.strategy.restore(
             [(p.number, self.space.to_strategy(p.weights)) for p in proposals if p.source == self.strategy.name],
-            [self._observation(r) for r in results],
+            [self._observation(r) for r in told],
         )
 
     # -- proposing --------------------------------------------------------------
@@ -228,7 +234,12 @@ class SearchDriver:
             if not self.store.record_result(result):
                 result = self.store.get_result(self.search_id, result.trial_id) or result
             self._take(result)
-            self.strategy.tell(*self._observation(result))
+            # Told in the order they came, once the scale is known (at once after the anchors).
+            self._untold.append(result)
+            if self.normalization is not None:
+                for waiting in self._untold:
+                    self.strategy.tell(*self._observation(waiting))
+                self._untold = []
             return True
 
     def _take(self, result: TrialResult) -> None:
@@ -238,19 +249,17 @@ class SearchDriver:
         if result.status is TrialStatus.ok:
             self._points[number] = (self.space.to_strategy(result.proposal.weights), loss_vector(result.scores, self.objectives))
             self._archive.add(result)
-        if self._reference is None and all(i in self._results for i in range(self.n_reference)):
-            settled = [self._results[i] for i in range(self.n_reference)]
-            if any(r.status is TrialStatus.ok for r in settled):
-                self._reference = reference_point(settled, self.objectives)
+        if self.normalization is None and all(i in self._results for i in range(self.n_anchors)):
+            self.normalization = normalization_of(self.spec, list(self._results.values()))
 
     def _observation(self, result: TrialResult) -> tuple[int, Weights, float | None]:
         weights = self.space.to_strategy(result.proposal.weights)
         return result.proposal.number, weights, self._loss(result)
 
     def _loss(self, result: TrialResult) -> float | None:
-        if result.status is not TrialStatus.ok:
+        if result.status is not TrialStatus.ok or self.normalization is None:
             return None
-        return macro_average(result.scores, self.objectives)
+        return self.normalization.macro(result.scores)
 
     # -- progress ---------------------------------------------------------------
 
@@ -265,10 +274,6 @@ class SearchDriver:
         with self._lock:
             return len(self._proposals) >= self.spec.budget and self.in_flight == 0
 
-    @property
-    def reference(self) -> list[float] | None:
-        return self._reference
-
     def pending(self) -> list[Proposal]:
         """Proposals still waiting for their result, by number."""
         with self._lock:
@@ -276,52 +281,50 @@ class SearchDriver:
 
     def summary(self) -> dict:
         with self._lock:
-            return summarize(self.spec, list(self._proposals.values()), list(self._results.values()), self._reference)
-
-
-def n_reference_trials(spec: SearchSpec) -> int:
-    """The first trials (singles, uniform soup, shrunk singles) that fix scaling and the reference point."""
-    return min(spec.budget, len(fixed_baselines(WeightSpace(spec), spec.shrunk_singles)))
+            return summarize(self.spec, list(self._proposals.values()), list(self._results.values()), self.normalization)
 
 
 def summarize_search(spec: SearchSpec, proposals: Sequence[Proposal], results: Sequence[TrialResult]) -> dict:
     """A search's progress from its stored history alone (no strategy is rebuilt): for readers
     such as the API, which must not pay for replaying a search on every request."""
-    by_number = {r.proposal.number: r for r in results}
-    settled = [by_number.get(i) for i in range(n_reference_trials(spec))]
-    reference = None
-    if None not in settled and any(r.status is TrialStatus.ok for r in settled):
-        reference = reference_point(settled, spec.objectives)
-    return summarize(spec, proposals, results, reference)
+    return summarize(spec, proposals, results, normalization_of(spec, results))
 
 
 def summarize(spec: SearchSpec, proposals: Sequence[Proposal], results: Sequence[TrialResult],
-              reference: list[float] | None) -> dict:
-    objectives = spec.objectives
-    archive = ParetoArchive(objectives)
+              normalization: Normalization | None) -> dict:
+    """Counts, the best trial by normalized macro-average, the front and its hypervolume
+    (normalized objectives, reference point proposer.normalize.REFERENCE on each)."""
+    archive = ParetoArchive(spec.objectives)
     for result in results:
         archive.add(result)
     ok = [r for r in results if r.status is TrialStatus.ok]
-    best = best_by_macro(results, objectives)
+    best = best_by_macro(results, normalization)
+    hypervolume = None
+    if normalization is not None:
+        hypervolume = archive.hypervolume(normalization.reference, normalization.losses)
     return {
         "proposed": len(proposals),
         "done": len(ok),
         "failed": len(results) - len(ok),
         "in_flight": len(proposals) - len(results),
-        "best": describe(best, objectives) if best else None,
-        "hypervolume": archive.hypervolume(reference) if reference else None,
-        "reference_point": reference,
+        "best": describe(best, normalization) if best else None,
+        "hypervolume": hypervolume,
+        "reference_point": normalization.reference if normalization else None,
+        "normalization": normalization.as_dict() if normalization else None,
         "front": [r.trial_id for r in archive.front],
     }
 
 
-def describe(result: TrialResult, objectives: Sequence[Objective]) -> dict:
-    names = {o.name for o in objectives}
+def describe(result: TrialResult, normalization: Normalization) -> dict:
+    """A trial as readers show it: normalized macro-averages, raw scores per task."""
+    names = {o.name for o in normalization.objectives}
     has_report = names <= set(result.report)
     return {
         "trial_id": result.trial_id,
         "source": result.proposal.source,
         "weights": list(result.proposal.weights),
-        "macro_average": macro_average(result.scores, objectives),
-        "report_macro_average": macro_average(result.report, objectives) if has_report else None,
+        "macro_average": normalization.macro(result.scores),
+        "report_macro_average": normalization.macro(result.report) if has_report else None,
+        "scores": dict(result.scores),
+        "report": dict(result.report),
     }

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from api.plotstyle import PLOT_STYLE, trial_kind
-from contracts import Objective, TrialResult, TrialStatus
-from proposer import ParetoArchive, macro_average
+from contracts import SearchSpec, TrialResult, TrialStatus
+from proposer import Normalization, ParetoArchive, normalization_of
 
 BASELINE_SOURCES = ("uniform", "greedy")
 
@@ -30,8 +30,9 @@ def is_baseline(result: TrialResult) -> bool:
     return is_single(result) or source in BASELINE_SOURCES or source.startswith("shrunk:")
 
 
-def macro(result: TrialResult, objectives: list[Objective], split: str) -> float:
-    return macro_average(getattr(result, split), objectives)
+def macro(result: TrialResult, normalization: Normalization, split: str) -> float:
+    """Normalized macro-average on that split (proposer.normalize; lower is better)."""
+    return normalization.macro(getattr(result, split))
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,10 @@ class Comparison:
     # Best search-split macro-average among the strategy's own proposals (all non-single
     # trials if it made none): the optimizer's pick, judged against the soups.
     best_merge: TrialResult
-    objectives: list[Objective]
+    normalization: Normalization
 
 
-def compare(results: list[TrialResult], objectives: list[Objective]) -> Comparison | None:
+def compare(results: list[TrialResult], normalization: Normalization) -> Comparison | None:
     """The baselines and the selected merge of one search; the singles need their held-out
     scores (the best single is picked on the held-out split), the rest are picked on the search split."""
     ok = [r for r in results if r.status is TrialStatus.ok]
@@ -58,14 +59,14 @@ def compare(results: list[TrialResult], objectives: list[Objective]) -> Comparis
     optimized = [r for r in merges if not is_baseline(r)] or merges
 
     def best(candidates, split):
-        return min(candidates, key=lambda r: macro(r, objectives, split)) if candidates else None
+        return min(candidates, key=lambda r: macro(r, normalization, split)) if candidates else None
 
     return Comparison(
         best_single=best(singles, "report"),
         uniform=best([r for r in ok if r.proposal.source == "uniform"], "scores"),  # one per search
         greedy=best([r for r in ok if r.proposal.source == "greedy"], "scores"),
         best_merge=best(optimized, "scores"),
-        objectives=objectives,
+        normalization=normalization,
     )
 
 
@@ -73,8 +74,14 @@ def weights_text(result: TrialResult, names: list[str]) -> str:
     return " ".join(f"{name}={w:.2f}" for name, w in zip(names, result.proposal.weights) if abs(w) > 0.005)
 
 
-def print_front(results, objectives, checkpoint_names, console: Console | None = None) -> None:
+def print_front(results: list[TrialResult], spec: SearchSpec, console: Console | None = None) -> None:
+    """The front and the baselines, raw scores per task, normalized macro-averages."""
     console = console or Console()
+    objectives, checkpoint_names = spec.objectives, spec.pool.names
+    normalization = normalization_of(spec, results)
+    if normalization is None:
+        console.print("no front yet: the single checkpoints, which set the scale, have not all been scored")
+        return
     archive = ParetoArchive(objectives)
     for result in results:
         archive.add(result)
@@ -88,18 +95,18 @@ def print_front(results, objectives, checkpoint_names, console: Console | None =
     split = "report" if all(r.report for r in shown.values()) else "scores"
     where = "the held-out report split" if split == "report" else "the search split (held-out: see the verdict)"
     table = Table(title=f"Pareto front (search split) and baselines; task scores on {where}")
-    for column in ["trial", "source", "front", "macro search", "macro report"]:
-        table.add_column(column, justify="right" if column.startswith("macro") else "left")
+    for column in ["trial", "source", "front", "norm. macro search", "norm. macro report"]:
+        table.add_column(column, justify="right" if "macro" in column else "left")
     for objective in objectives:
         table.add_column(f"{objective.name} ({'↓' if objective.direction.sign > 0 else '↑'})", justify="right")
     table.add_column("weights")
-    for result in sorted(shown.values(), key=lambda r: macro(r, objectives, "scores")):
+    for result in sorted(shown.values(), key=lambda r: macro(r, normalization, "scores")):
         table.add_row(
             str(result.proposal.number),
             result.proposal.source,
             "★" if result.trial_id in front_ids else "",
-            f"{macro(result, objectives, 'scores'):.4f}",
-            f"{macro(result, objectives, 'report'):.4f}" if result.report else "-",
+            f"{macro(result, normalization, 'scores'):.4f}",
+            f"{macro(result, normalization, 'report'):.4f}" if result.report else "-",
             *[f"{getattr(result, split).get(o.name, float('nan')):.4f}" for o in objectives],
             weights_text(result, checkpoint_names),
         )

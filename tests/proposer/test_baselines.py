@@ -6,7 +6,8 @@ import pytest
 
 from contracts import MergeSpec
 from proposer.baselines import fixed_baselines
-from proposer.search import SearchDriver, n_reference_trials
+from proposer.normalize import n_anchor_trials
+from proposer.search import SearchDriver
 from proposer.space import WeightSpace
 from proposer.store import MemoryStore
 from tests.proposer.search_fakes import make_spec
@@ -36,7 +37,7 @@ def test_the_driver_proposes_them_as_reference_trials_before_the_strategy():
     driver = SearchDriver("s", spec, _store(spec))
     sources = [p.source for p in driver.propose(7)]
     assert sources == ["single:c0", "single:c1", "single:c2", "uniform", "shrunk:c0", "shrunk:c1", "shrunk:c2"]
-    assert n_reference_trials(spec) == 7
+    assert n_anchor_trials(spec) == 3  # the singles set the scale
 
 
 def _store(spec):

@@ -4,7 +4,7 @@ import random
 import pytest
 
 from contracts import Direction, Objective, Proposal, TrialResult, TrialStatus
-from proposer.pareto import ParetoArchive, dominates, hypervolume, reference_point
+from proposer.pareto import ParetoArchive, dominates, hypervolume
 
 MIN2 = [Objective(name="a", direction=Direction.minimize), Objective(name="b", direction=Direction.minimize)]
 MIXED = [Objective(name="nll", direction=Direction.minimize), Objective(name="acc", direction=Direction.maximize)]
@@ -80,11 +80,3 @@ def test_hypervolume_matches_counting_unit_cells(dims):
     assert hypervolume(points, [size] * dims) == cells
 
 
-def test_reference_point_is_worst_plus_a_tenth_of_the_range():
-    results = [result(0, nll=2.0, acc=0.5), result(1, nll=3.0, acc=0.7), result(2, status=TrialStatus.failed)]
-    # nll: 3 + 0.1; acc in loss form -0.7..-0.5: -0.5 + 0.02.
-    assert reference_point(results, MIXED) == pytest.approx([3.1, -0.48])
-    # No spread: a tenth of the magnitude.
-    assert reference_point([result(0, nll=2.0, acc=0.0)], MIXED) == pytest.approx([2.2, 0.1])
-    with pytest.raises(ValueError):
-        reference_point([result(2, status=TrialStatus.failed)], MIXED)

@@ -11,7 +11,8 @@ from contracts import CheckpointRef, PoolSpec, Proposal, SearchSpec, TaskSpec, T
 from proposer import MemoryStore, ParetoArchive, SearchDriver
 from proposer.pareto import hypervolume, non_dominated
 from proposer.prescreen import REFERENCE, HypervolumePrescreen, improvement
-from proposer.search import n_reference_trials
+from proposer.baselines import fixed_baselines
+from proposer.space import WeightSpace
 from proposer.surrogate import MAX_WEIGHTS, QuadraticSurrogate
 
 RNG = np.random.default_rng(0)
@@ -138,9 +139,9 @@ def synthetic_search(strategy: str, seed: int, surrogate: bool, budget: int = 40
     summary = driver.summary()
     baselines = ParetoArchive(spec.objectives)
     for result in store.results("s"):
-        if result.proposal.number < n_reference_trials(spec):
+        if result.proposal.number < len(fixed_baselines(WeightSpace(spec), spec.shrunk_singles)):
             baselines.add(result)
-    return summary["hypervolume"] - baselines.hypervolume(summary["reference_point"])
+    return summary["hypervolume"] - baselines.hypervolume(summary["reference_point"], driver.normalization.losses)
 
 
 @pytest.mark.parametrize("strategy", ["tpe", "cmaes"])

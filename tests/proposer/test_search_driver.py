@@ -4,7 +4,7 @@ import pytest
 
 from contracts import Proposal
 from proposer.baselines import greedy_candidate
-from proposer.pareto import reference_point
+from proposer.normalize import REFERENCE, Normalization
 from proposer.search import SearchDriver, best_by_macro
 from proposer.store import MemoryStore
 from tests.proposer.search_fakes import failed, make_spec, ok, run
@@ -92,12 +92,15 @@ def test_a_duplicate_result_counts_once():
     told = []
     tell = driver.strategy.tell
     driver.strategy.tell = lambda *args: (told.append(args[0]), tell(*args))
-    [proposal] = driver.propose(1)
+    proposal, *others = driver.propose(3)  # the singles: told once all are back (they set the scale)
     assert driver.record(ok(proposal))
     assert not driver.record(ok(proposal))
     assert not driver.record(failed(proposal))  # a redelivery that failed later changes nothing
-    assert told == [0]
-    assert driver.summary()["done"] == 1 and driver.summary()["failed"] == 0
+    for other in others:
+        driver.record(ok(other))
+    assert not driver.record(ok(proposal))
+    assert told == [0, 1, 2]
+    assert driver.summary()["done"] == 3 and driver.summary()["failed"] == 0
     assert driver.store.results("s1") == [ok(proposal)]
 
 
@@ -170,12 +173,13 @@ def test_summary_reports_best_front_and_hypervolume():
     run(driver, evaluate)
     summary = driver.summary()
     results = driver.store.results("s1")
-    baselines = sorted(results, key=lambda r: r.proposal.number)[:5]
-    assert driver.reference == reference_point(baselines, driver.objectives)
-    best = best_by_macro(results, driver.objectives)
+    singles = sorted(results, key=lambda r: r.proposal.number)[:4]
+    assert driver.normalization == Normalization.from_anchors(driver.objectives, singles)
+    assert summary["reference_point"] == [REFERENCE, REFERENCE]
+    best = best_by_macro(results, driver.normalization)
     assert summary["best"]["trial_id"] == best.trial_id
     assert summary["best"]["weights"] == list(best.proposal.weights)
-    assert summary["best"]["report_macro_average"] == pytest.approx(summary["best"]["macro_average"])
+    assert summary["best"]["report_macro_average"] == pytest.approx(driver.normalization.macro(best.report))
     assert summary["hypervolume"] > 0
     assert set(summary["front"]) <= {r.trial_id for r in results}
     assert {k: summary[k] for k in ("proposed", "done", "failed", "in_flight")} == {
@@ -183,17 +187,25 @@ def test_summary_reports_best_front_and_hypervolume():
     }
 
 
-def test_the_reference_point_is_fixed_once_the_baselines_are_back():
+def test_the_scale_is_fixed_once_the_singles_are_back_and_the_strategy_waits_for_it():
     driver = driver_for(make_spec(3, budget=20, strategy="random"))
-    proposals = driver.propose(4)  # three singles and the uniform soup
-    for p in proposals[:3]:
-        driver.record(ok(p))
-    assert driver.reference is None and driver.summary()["hypervolume"] is None
-    driver.record(failed(proposals[3]))
-    fixed = driver.reference
-    assert fixed == reference_point([ok(p) for p in proposals[:3]], driver.objectives)
+    told = []
+    tell = driver.strategy.tell
+    driver.strategy.tell = lambda *args: (told.append(args), tell(*args))
+    proposals = driver.propose(5)  # three singles, the uniform soup, a strategy proposal
+    driver.record(ok(proposals[4]))
+    driver.record(ok(proposals[0]))
+    driver.record(failed(proposals[1]))
+    assert driver.normalization is None and driver.summary()["hypervolume"] is None
+    assert told == []  # no scale yet: nothing told
+    driver.record(ok(proposals[2]))
+    fixed = driver.normalization
+    assert fixed == Normalization.from_anchors(driver.objectives, [ok(proposals[0]), ok(proposals[2])])
+    # Told in the order the results came, each with its normalized macro-average.
+    assert [n for n, _, _ in told] == [4, 0, 1, 2]
+    assert told[0][2] == pytest.approx(fixed.macro(ok(proposals[4]).scores)) and told[2][2] is None
     run(driver)
-    assert driver.reference == fixed
+    assert driver.normalization == fixed
 
 
 def test_task_arithmetic_baselines_and_proposals():
@@ -255,9 +267,11 @@ def test_best_by_macro_per_split():
         failed(p2),
         with_loss(p3, 0.5),  # tie: the first one wins
     ]
-    assert best_by_macro(results, driver.objectives) is results[1]
-    assert best_by_macro(results, driver.objectives, split="report") is results[0]
-    assert best_by_macro([failed(p2)], driver.objectives) is None
+    scale = Normalization(tuple(driver.objectives), (0.0, 0.0), (1.0, 1.0))
+    assert best_by_macro(results, scale) is results[1]
+    assert best_by_macro(results, scale, split="report") is results[0]
+    assert best_by_macro([failed(p2)], scale) is None
+    assert best_by_macro(results, None) is None  # no scale yet
 
 
 def test_bad_configurations_are_refused():
