@@ -1,8 +1,11 @@
 """Task data: JSONL loading, the search/report split, and tokenized windows.
 
-Splits are made per document (never per window) by a seeded hash of the
-document text, so the same document always lands in the same split no matter
-how the file is ordered, and a window of held-out text is never searched on.
+Splits are made per group (never per window) by a seeded hash of the row's
+`group` (e.g. the source file or conversation a document was cut from); a row
+without one is a group of its own, hashed by its text. So all documents of one
+source land in the same split no matter how the file is ordered, and no text of
+a held-out source is ever searched on. The group is also the independent unit the
+verdict's bootstrap resamples (recycle.local.significance).
 """
 
 from __future__ import annotations
@@ -43,17 +46,28 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return rows
 
 
-def split_of(text: str, spec: TaskSpec) -> str:
-    digest = hashlib.sha256(f"{spec.split_seed}\0{text}".encode()).digest()
+def split_of(group: str, spec: TaskSpec) -> str:
+    digest = hashlib.sha256(f"{spec.split_seed}\0{group}".encode()).digest()
     fraction = int.from_bytes(digest[:8], "little") / 2**64
     return "report" if fraction < spec.report_fraction else "search"
 
 
-def split_rows(rows: list[dict], spec: TaskSpec, key) -> dict[str, list[dict]]:
-    """Group rows by split; `key(row)` is the text that decides a row's split."""
+def group_of(row: dict, text: str, where: str) -> str:
+    """The row's `group` (a string or an integer), or its own text's when it has none."""
+    group = row.get("group")
+    if group is None:
+        return "text\0" + text
+    if isinstance(group, bool) or not isinstance(group, (str, int)) or group == "":
+        raise TaskDataError(f"{where}: \"group\" must be a non-empty string or an integer")
+    return f"group\0{group}"
+
+
+def split_rows(rows: list[dict], spec: TaskSpec, key) -> dict[str, list[tuple[str, dict]]]:
+    """(group, row) pairs by split; `key(row)` is the text that stands for an ungrouped row."""
     splits = {name: [] for name in SPLITS}
-    for row in rows:
-        splits[split_of(key(row), spec)].append(row)
+    for number, row in enumerate(rows, 1):
+        group = group_of(row, key(row), f"{spec.path}: row {number}")
+        splits[split_of(group, spec)].append((group, row))
     for name, members in splits.items():
         if not members:
             raise TaskDataError(
@@ -63,15 +77,19 @@ def split_rows(rows: list[dict], spec: TaskSpec, key) -> dict[str, list[dict]]:
     return splits
 
 
-def lm_windows(texts: list[str], tokenizer, seq_len: int, max_items: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cut documents into non-overlapping windows; returns (input_ids, mask), both [n, seq_len].
+def lm_windows(
+    documents: list[tuple[str, str]], tokenizer, seq_len: int, max_items: int
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Cut (group, text) documents into non-overlapping windows; returns (input_ids, mask),
+    both [n, seq_len], and each window's group.
 
     The first `max_items` windows in document order are kept, so every trial is
     scored on exactly the same tokens (paired comparisons between merges).
     """
     eos = tokenizer.eos_token_id
     windows: list[list[int]] = []
-    for text in texts:
+    groups: list[str] = []
+    for group, text in documents:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         if eos is not None:
             ids = ids + [eos]
@@ -79,6 +97,7 @@ def lm_windows(texts: list[str], tokenizer, seq_len: int, max_items: int) -> tup
             window = ids[start : start + seq_len]
             if len(window) >= 2:  # a window needs one predicted token
                 windows.append(window)
+                groups.append(group)
             if len(windows) == max_items:
                 break
         if len(windows) == max_items:
@@ -88,4 +107,4 @@ def lm_windows(texts: list[str], tokenizer, seq_len: int, max_items: int) -> tup
     for row, window in enumerate(windows):
         input_ids[row, : len(window)] = torch.tensor(window)
         mask[row, : len(window)] = 1
-    return input_ids, mask
+    return input_ids, mask, groups

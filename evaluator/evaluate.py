@@ -32,8 +32,8 @@ class Evaluator:
         self.pool = CheckpointPool.open(spec.pool, allowed_roots=allowed_roots).to_device(device)
         self.resident = ResidentModel(self.pool, device=device)
         self.method = get_method(spec.merge.method)(self.pool, spec.merge)
-        tokenizer = AutoTokenizer.from_pretrained(self.pool.config_dir)
-        self.tasks = [make_task(task, tokenizer, self.resident.max_positions) for task in spec.tasks]
+        self.tokenizer = AutoTokenizer.from_pretrained(self.pool.config_dir)
+        self.tasks = [make_task(task, self.tokenizer, self.resident.max_positions) for task in spec.tasks]
 
     def merge(self, weights) -> None:
         self.method.merge_into(self.method.check_weights(weights), self.resident.targets)

@@ -1,19 +1,42 @@
 """Evaluation tasks: each turns a model into one score on a split.
 
 A task is one objective of the search. It reads its file and tokenizes both
-splits once, at construction; `score(model, split)` then only runs forwards.
-New kinds register in TASK_KINDS.
+splits once, at construction; scoring then only runs forwards. Every task scores
+item by item (a window, a question) as a numerator and a denominator (summed NLL
+and predicted tokens; correct and 1), and its score is the ratio of the sums: the
+verdict resamples those items' groups for its intervals. New kinds register in
+TASK_KINDS.
 """
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from contracts import TaskSpec
 from evaluator.data import SPLITS, TaskDataError, lm_windows, read_jsonl, split_rows
+
+log = logging.getLogger(__name__)
+# (task, seq_len, positions) already warned about: every evaluator of a search builds its tasks.
+_warned_cut: set[tuple[str, int, int]] = set()
+
+
+@dataclass(frozen=True)
+class ItemScores:
+    """One model on one split of one task, item by item (same items, same order for every model)."""
+
+    numerator: np.ndarray  # float64 per item: summed NLL of a window, 1.0 for a right answer
+    denominator: np.ndarray  # float64 per item: predicted tokens of a window, 1.0 per question
+    groups: np.ndarray  # int per item: index of the item's group (its source) in this split
+
+    @property
+    def score(self) -> float:
+        return float(self.numerator.sum() / self.denominator.sum())
 
 
 class Task(ABC):
@@ -21,13 +44,33 @@ class Task(ABC):
         self.spec = spec
         self.tokenizer = tokenizer
         self.seq_len = min(spec.seq_len, max_positions)
+        self.groups: dict[str, np.ndarray] = {}  # per split: each item's group index
+        if spec.seq_len > max_positions and (key := (spec.name, spec.seq_len, max_positions)) not in _warned_cut:
+            _warned_cut.add(key)
+            log.warning("task %s: seq_len %d is longer than the model's %d positions; its windows are cut to %d tokens",
+                        spec.name, spec.seq_len, max_positions, max_positions)
 
     @property
     def name(self) -> str:
         return self.spec.name
 
+    def _set_groups(self, split: str, labels: list[str]) -> None:
+        index = {label: i for i, label in enumerate(dict.fromkeys(labels))}
+        self.groups[split] = np.array([index[label] for label in labels], dtype=np.int64)
+
+    def group_count(self, split: str) -> int:
+        """Independent units (sources) among the items this split evaluates."""
+        return int(self.groups[split].max()) + 1 if len(self.groups[split]) else 0
+
+    def score(self, model, split: str) -> float:
+        return self.item_scores(model, split).score
+
+    def item_scores(self, model, split: str) -> ItemScores:
+        numerator, denominator = self._per_item(model, split)
+        return ItemScores(numerator, denominator, self.groups[split])
+
     @abstractmethod
-    def score(self, model, split: str) -> float: ...
+    def _per_item(self, model, split: str) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class LanguageModelLoss(Task):
@@ -40,14 +83,15 @@ class LanguageModelLoss(Task):
             if not isinstance(row.get("text"), str):
                 raise TaskDataError(f"{spec.path}: document {number} has no \"text\" string")
         splits = split_rows(rows, spec, key=lambda row: row["text"])
-        self.windows = {
-            split: lm_windows([r["text"] for r in splits[split]], tokenizer, self.seq_len, spec.items(split))
-            for split in SPLITS
-        }
+        self.windows = {}
+        for split in SPLITS:
+            *self.windows[split], labels = lm_windows(
+                [(group, row["text"]) for group, row in splits[split]], tokenizer, self.seq_len, spec.items(split))
+            self._set_groups(split, labels)
 
-    def score(self, model, split: str) -> float:
+    def _per_item(self, model, split: str) -> tuple[np.ndarray, np.ndarray]:
         nll, tokens = self.window_losses(model, split)
-        return float(nll.sum() / tokens.sum())
+        return nll.numpy(), tokens.double().numpy()
 
     @torch.inference_mode()
     def window_losses(self, model, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,7 +119,11 @@ class MultipleChoice(Task):
         for number, row in enumerate(rows, 1):
             self._check_row(row, number)
         splits = split_rows(rows, spec, key=lambda row: row["context"] + "\0" + "\0".join(row["choices"]))
-        self.items = {split: [self._encode(row) for row in splits[split][: spec.items(split)]] for split in SPLITS}
+        self.items = {}
+        for split in SPLITS:
+            kept = splits[split][: spec.items(split)]
+            self.items[split] = [self._encode(row) for _, row in kept]
+            self._set_groups(split, [group for group, _ in kept])
 
     def _check_row(self, row: dict, number: int) -> None:
         where = f"{self.spec.path}: question {number}"
@@ -101,8 +149,8 @@ class MultipleChoice(Task):
         return sequences, starts, row["answer"]
 
     @torch.inference_mode()
-    def score(self, model, split: str) -> float:
-        correct = 0
+    def _per_item(self, model, split: str) -> tuple[np.ndarray, np.ndarray]:
+        correct = []
         for sequences, starts, answer in self.items[split]:
             width = max(len(s) for s in sequences)
             ids = torch.zeros(len(sequences), width, dtype=torch.long)
@@ -116,8 +164,8 @@ class MultipleChoice(Task):
             for row, (sequence, start) in enumerate(zip(sequences, starts)):
                 positions = torch.arange(start, len(sequence), device=ids.device)
                 totals.append(logprobs[row, positions - 1, ids[row, positions]].sum().item())
-            correct += int(max(range(len(totals)), key=totals.__getitem__) == answer)
-        return correct / len(self.items[split])
+            correct.append(float(max(range(len(totals)), key=totals.__getitem__) == answer))
+        return np.array(correct), np.ones(len(correct))
 
 
 TASK_KINDS: dict[str, type[Task]] = {"lm_loss": LanguageModelLoss, "multiple_choice": MultipleChoice}
