@@ -116,50 +116,20 @@ class TaskSpec(Frozen):
 StrategyName = Literal["tpe", "cmaes", "random"]
 
 
-class SearchOptions(Frozen):
-    """Everything that defines a search except the pool (the API names the pool by id)."""
+class Problem(Frozen):
+    """What is searched: the tasks (one objective each), how weights merge, their bounds."""
 
     tasks: tuple[TaskSpec, ...] = Field(min_length=1, max_length=32)
-    strategy: StrategyName = "tpe"
-    # Total trials, baselines included.
-    budget: int = Field(default=48, ge=1, le=100_000)
-    # Proposals kept in flight; the proposer asks for a new one as each result returns.
-    concurrency: int = Field(default=2, ge=1, le=1024)
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
     merge: MergeSpec = MergeSpec()
-    # Evaluate every single checkpoint, the uniform soup and a greedy soup first.
-    baselines: bool = True
-    # With baselines: also each checkpoint moved this far towards the uniform soup (0: none;
-    # on the simplex mixed in, under task arithmetic added on top: see proposer.baselines).
-    # Near a fine-tuned checkpoint the loss on its own task is flat while the others improve
-    # at once, so a small move (0.1) can beat the checkpoint on every task.
-    shrunk_singles: float = Field(default=0.0, ge=0.0, lt=1.0)
     # Unnormalized weights (task arithmetic) are searched in [0, max_weight]. Above 1 a task
     # vector is extrapolated: on the tiny demo pool only 1.05x the decimal specialist's own
     # vector (plus 0.05 of the others') beat it on every task. At least 1, so the singles
     # (weight 1) lie in the searched box. Refused on the simplex.
     max_weight: float = Field(default=1.0, ge=1.0, le=4.0)
-    # TPE and CMA-ES draw several candidates per ask and propose the one a quadratic
-    # surrogate of the tasks predicts adds most to the Pareto front (random search never).
-    surrogate: bool = True
-    # With the surrogate, every this many asks propose instead the candidate predicted best
-    # on the macro-average, where it is predicted to beat the best seen by more than the
-    # surrogate's leave-one-out error (otherwise the hypervolume pick; 0: never). Measured by
-    # bench/search.py on the demo pool, 5 seeds, 32 / 64 trials: ungated every 3rd ask, 1.16x-1.18x
-    # random's hypervolume gain; gated every 2nd, 1.22x-1.25x with nearly the same best
-    # macro-average (0.87-0.91 of the way from the uniform soup to the best known, 0.92-0.98 ungated).
-    exploit_every: int = Field(default=2, ge=0, le=1000)
-    # With baselines: the last this many trials of the budget may probe the single checkpoints
-    # no trial dominates yet, each along the line towards its most similar checkpoint
-    # (proposer.dominance); trials no probe needs go to the strategy. 0: none.
-    dominance_probes: int = Field(default=0, ge=0, le=1000)
-    # Score the held-out report split in every trial, so each result carries it (the API
-    # shows the best trial's). False: a trial scores the search split alone (on the SmolLM2
-    # pool 24 of 56 windows per task) and the verdict (recycle.local.verdict) scores the held-out
-    # split of the trials it judges; `recycle demo` runs so.
-    report_every_trial: bool = True
-    # A trial running longer than this is marked failed.
-    trial_timeout_s: float = Field(default=1800.0, gt=0, le=7 * 24 * 3600)
+    # Tasks no trial scores: nothing the search, the surrogate or the selection sees comes
+    # from them. The verdict scores them held out, to show whether a merge chosen on the
+    # objectives generalizes (the paper's held-out tasks).
+    left_out_tasks: tuple[TaskSpec, ...] = Field(default=(), max_length=32)
 
     @field_validator("tasks")
     @classmethod
@@ -170,14 +140,123 @@ class SearchOptions(Frozen):
         return tasks
 
     @model_validator(mode="after")
-    def _max_weight_needs_unnormalized(self) -> "SearchOptions":
+    def _left_out_tasks_are_others(self) -> "Problem":
+        names = [t.name for t in (*self.tasks, *self.left_out_tasks)]
+        if len(set(names)) != len(names):
+            raise ValueError("a left-out task needs a name no other task has")
+        return self
+
+    @model_validator(mode="after")
+    def _max_weight_needs_unnormalized(self) -> "Problem":
         if self.merge.normalize and self.max_weight != 1.0:
             raise ValueError("max_weight bounds unnormalized weights: with merge.normalize the weights are on the simplex")
         return self
 
+
+class Algorithm(Frozen):
+    """How the next trial is chosen: the proposal sources the driver asks, in this order
+    (proposer.sources): baselines, greedy soup, dominance probes, the strategy (pre-screened
+    by the surrogate or not)."""
+
+    strategy: StrategyName = "tpe"
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    # Evaluate every single checkpoint, the uniform soup and a greedy soup first.
+    baselines: bool = True
+    # With baselines: also each checkpoint moved this far towards the uniform soup (0: none;
+    # on the simplex mixed in, under task arithmetic added on top: see proposer.baselines).
+    # Near a fine-tuned checkpoint the loss on its own task is flat while the others improve
+    # at once, so a small move (0.1) can beat the checkpoint on every task.
+    shrunk_singles: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # The strategy draws `candidates` points per ask and a quadratic surrogate of the tasks
+    # picks the one predicted to add most to the Pareto front (proposer.prescreen).
+    surrogate: bool = True
+    # Points drawn per pre-screened ask. None: the strategy's own count (TPE 16, CMA-ES 64,
+    # random 1, i.e. random search is not pre-screened; see each strategy's n_candidates).
+    candidates: int | None = Field(default=None, ge=1, le=1024)
+    # With the surrogate, every this many asks propose instead the candidate predicted best
+    # on the macro-average, where it is predicted to beat the best seen by more than the
+    # surrogate's leave-one-out error (otherwise the hypervolume pick; 0: never). Tuned on
+    # bench/search.py's tuning seeds 0-4, demo pool, 32 / 64 trials (docs/results/search.md).
+    exploit_every: int = Field(default=2, ge=0, le=1000)
+    # With baselines: the last this many trials of the budget may probe the single checkpoints
+    # no trial dominates yet, each along the line towards its most similar checkpoint
+    # (proposer.dominance); trials no probe needs go to the strategy. 0: none.
+    dominance_probes: int = Field(default=0, ge=0, le=1000)
+
+
+class Runtime(Frozen):
+    """How long and how wide the search runs, and what each trial scores."""
+
+    # Total trials, baselines included.
+    budget: int = Field(default=48, ge=1, le=100_000)
+    # Proposals kept in flight; the proposer asks for a new one as each result returns.
+    concurrency: int = Field(default=2, ge=1, le=1024)
+    # Score the held-out report split in every trial, so each result carries it (the API
+    # shows the best trial's). False: a trial scores the search split alone and the verdict
+    # (recycle.local.verdict) scores the held-out split of the trials it judges.
+    report_every_trial: bool = True
+    # A trial running longer than this is marked failed.
+    trial_timeout_s: float = Field(default=1800.0, gt=0, le=7 * 24 * 3600)
+
+
+GROUPS: dict[str, type[Frozen]] = {"problem": Problem, "algorithm": Algorithm, "runtime": Runtime}
+# Field name -> its group: specs stored before the grouping (Redis, search.yaml files) are flat.
+GROUP_OF: dict[str, str] = {name: group for group, model in GROUPS.items() for name in model.model_fields}
+
+
+def group_fields(data):
+    """Flat option names moved into their groups (a field given both ways is refused)."""
+    if not isinstance(data, dict) or not GROUP_OF.keys() & data.keys():
+        return data
+    data = dict(data)
+    for name in [n for n in data if n in GROUP_OF]:
+        group = GROUP_OF[name]
+        current = data.get(group) or {}
+        current = current.model_dump(exclude_unset=True) if isinstance(current, BaseModel) else dict(current)
+        if name in current:
+            raise ValueError(f"{name!r} given both flat and in {group!r}")
+        current[name] = data.pop(name)
+        data[group] = current
+    return data
+
+
+class SearchOptions(Frozen):
+    """Everything that defines a search except the pool (the API names the pool by id),
+    in three groups. Flat specs (every field at the top level, as stored before the
+    grouping) still load, and the flat names still read (`spec.budget`)."""
+
+    problem: Problem
+    algorithm: Algorithm = Algorithm()
+    runtime: Runtime = Runtime()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_names(cls, data):
+        return group_fields(data)
+
+    def model_copy(self, *, update=None, deep: bool = False):
+        """As pydantic's, but flat names in `update` go to their group, validated."""
+        if not update or not GROUP_OF.keys() & update.keys():
+            return super().model_copy(update=update, deep=deep)
+        data = self.model_dump()
+        for name, value in update.items():
+            if name in GROUP_OF:
+                data[GROUP_OF[name]][name] = value
+            else:
+                data[name] = value
+        return type(self).model_validate(data)
+
     @property
     def objectives(self) -> list[Objective]:
         return [t.objective for t in self.tasks]
+
+
+def _flat(group: str, name: str) -> property:
+    return property(lambda self: getattr(getattr(self, group), name), doc=f"{group}.{name}")
+
+
+for _name, _group in GROUP_OF.items():
+    setattr(SearchOptions, _name, _flat(_group, _name))
 
 
 class SearchSpec(SearchOptions):
@@ -197,6 +276,46 @@ def _check_finite(values: tuple[float, ...] | dict[str, float], what: str):
     return values
 
 
+# Where a proposal came from: a fixed baseline (a single checkpoint, the uniform soup, a
+# shrunk single), a greedy-soup step, a dominance probe, or a strategy (by its name).
+SourceKind = Literal["single", "uniform", "shrunk", "greedy", "probe", "tpe", "cmaes", "random"]
+# The kinds that name the checkpoint they concern (the single itself, or the single probed).
+KINDS_WITH_CHECKPOINT = frozenset({"single", "shrunk", "probe"})
+# Trials every search with baselines makes, whatever its strategy.
+BASELINE_KINDS = frozenset({"single", "uniform", "shrunk", "greedy"})
+
+
+class Source(Frozen):
+    """Who proposed a trial: data, never text to parse. Stored proposals written before the
+    type existed carry text ("single:<checkpoint>", "uniform", "tpe", ...): it still loads."""
+
+    kind: SourceKind
+    checkpoint: str | None = Field(default=None, pattern=NAME_PATTERN)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data):
+        if isinstance(data, str):
+            kind, _, checkpoint = data.partition(":")
+            return {"kind": kind, "checkpoint": checkpoint or None}
+        return data
+
+    @model_validator(mode="after")
+    def _checkpoint_where_it_belongs(self) -> "Source":
+        if (self.checkpoint is not None) != (self.kind in KINDS_WITH_CHECKPOINT):
+            needs = "needs" if self.kind in KINDS_WITH_CHECKPOINT else "takes no"
+            raise ValueError(f"a {self.kind!r} source {needs} checkpoint")
+        return self
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.kind in BASELINE_KINDS
+
+    def __str__(self) -> str:
+        """For people (tables, tooltips): "single:c0", "greedy", "tpe"."""
+        return f"{self.kind}:{self.checkpoint}" if self.checkpoint else self.kind
+
+
 class Proposal(Frozen):
     search_id: str = Field(pattern=NAME_PATTERN)
     # Unique per search and stable: the idempotency key of the trial's result.
@@ -204,7 +323,7 @@ class Proposal(Frozen):
     number: int = Field(ge=0)
     weights: tuple[float, ...] = Field(min_length=1, max_length=256)
     # Who proposed it: "single:<checkpoint>", "uniform", "greedy", or a strategy name.
-    source: str = Field(min_length=1, max_length=128)
+    source: str = Field(min_length=1, max_length=128)  # TYPED-SOURCE: becomes Source
 
     @field_validator("weights")
     @classmethod

@@ -17,6 +17,7 @@ import numpy as np
 
 Weights = tuple[float, ...]
 # Chooses one of a strategy's candidates for a trial (see proposer.prescreen): an index.
+# TRANSITIONAL: only `ask(numbers, pick)` takes it; proposal sources use sample/propose.
 Pick = Callable[[Sequence[Weights]], int]
 
 
@@ -26,11 +27,16 @@ def derived_seed(seed: int, *keys: int) -> int:
 
 
 class Strategy(ABC):
-    name: ClassVar[str]
-    # Candidates drawn per ask when a `pick` is given (1: the strategy never offers a choice).
-    n_candidates: ClassVar[int] = 1
+    """Ask/tell in two explicit steps: `sample` draws candidates for a trial without changing
+    anything, `propose` says which one the trial evaluates (the strategy counts it as pending
+    from then on), `tell` gives its loss. `proposed` and `told` hold what it was given."""
 
-    def __init__(self, n_weights: int, seed: int, normalize: bool, high: float = 1.0):
+    name: ClassVar[str]
+    # Candidates per pre-screened ask unless the search sets algorithm.candidates
+    # (1: the strategy offers no choice).
+    default_candidates: ClassVar[int] = 1
+
+    def __init__(self, n_weights: int, seed: int, normalize: bool, high: float = 1.0, candidates: int | None = None):
         if n_weights < (2 if normalize else 1):
             raise ValueError(f"nothing to search with {n_weights} weight(s)")
         if normalize and high != 1.0:
@@ -44,19 +50,42 @@ class Strategy(ABC):
         # weights stored with a proposal rebuild a strategy exactly after a restart.
         self.normalize = normalize
         self.high = high
+        self.n_candidates = candidates or self.default_candidates
+        self.proposed: dict[int, Weights] = {}  # trial number -> the weights it evaluates
+        self.told: dict[int, tuple[Weights, float | None]] = {}  # trial number -> (weights, loss)
 
     @abstractmethod
+    def sample(self, number: int, n: int = 1) -> list[Weights]:
+        """Up to n candidates for trial `number`, the strategy's own favourite first; n = 1 is
+        the plain ask. Changes nothing; depends only on what was proposed and told so far."""
+
+    def propose(self, number: int, weights: Weights) -> None:
+        """Trial `number` evaluates `weights`, one of `sample(number, ...)`'s candidates."""
+        self.proposed[number] = weights
+        self._proposed(number, weights)
+
+    def _proposed(self, number: int, weights: Weights) -> None:
+        """What a strategy with state does with a proposal (default: nothing)."""
+
     def ask(self, numbers: Sequence[int], pick: Pick | None = None) -> list[Weights]:
-        """Weights for these trial numbers; each ask sees the earlier ones as pending.
+        """Sample and propose in one step; each ask sees the earlier ones as pending.
+        With `pick` (TRANSITIONAL), `n_candidates` are drawn and `pick` chooses one."""
+        chosen = []
+        for number in numbers:
+            candidates = self.sample(number, self.n_candidates if pick else 1)
+            weights = candidates[pick(candidates)] if pick and len(candidates) > 1 else candidates[0]
+            self.propose(number, weights)
+            chosen.append(weights)
+        return chosen
 
-        With `pick`, a strategy that models where good points are draws `n_candidates`
-        from its model per trial, its own favourite first, and proposes the one `pick`
-        chooses. What it proposes still depends only on its history and on `pick`.
-        """
+    def tell(self, number: int, weights: Weights, loss: float | None) -> None:
+        """Loss of a trial (None: it failed). May concern a trial this strategy never proposed."""
+        self.told[number] = (weights, loss)
+        self._tell(number, weights, loss)
 
     @abstractmethod
-    def tell(self, number: int, weights: Weights, loss: float | None) -> None:
-        """Loss of a trial (None: it failed). May concern a trial this strategy never asked."""
+    def _tell(self, number: int, weights: Weights, loss: float | None) -> None:
+        """What the strategy learns from a result."""
 
     def relabel(self, losses: dict[int, float]) -> bool:
         """Replace the losses of told trials (rescalarization). False: not supported."""
@@ -72,7 +101,8 @@ class Strategy(ABC):
         `asked`: what it proposed, by trial number; `told`: every result, in the
         order it was told. The stored weights are taken as given: a restarted
         proposer must model the points that were really evaluated. By default only
-        the tells matter, as `ask` keeps no state.
+        the tells matter, as `sample` keeps no state.
         """
+        self.proposed.update(asked)
         for number, weights, loss in told:
             self.tell(number, weights, loss)

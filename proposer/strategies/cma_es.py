@@ -10,8 +10,8 @@ Each sample reseeds the sampler with (seed, trial number, candidate), so a sampl
 depends only on the distribution and those numbers. That lets `restore` recover which
 generation each stored ask belonged to: an ask that none of the current
 distribution's candidates reproduces was made after that generation had been told.
-With a `pick` (pre-screening, see proposer.prescreen) an ask draws `n_candidates`
-samples and proposes the one picked; CMA-ES is then told the picked samples only.
+`sample(number, n)` (pre-screening, see proposer.prescreen) draws n samples, the first
+the one a plain ask makes; CMA-ES is then told the proposed samples only.
 
 Coordinates. On the simplex: additive log-ratios z in R^(n-1), weights softmax([z, 0]),
 starting at z = 0 (the uniform soup). Every z is a distinct merge, so no step is wasted
@@ -29,7 +29,7 @@ import numpy as np
 from cmaes import CMA
 
 from proposer.strategies import simplex
-from proposer.strategies.base import Pick, Strategy, Weights, derived_seed
+from proposer.strategies.base import Strategy, Weights, derived_seed
 
 
 # On the simplex: step size and bounds of the log-ratio coordinates (a weight ratio of e^8
@@ -41,13 +41,13 @@ LOGIT_BOUND = 8.0
 class CMAESStrategy(Strategy):
     name = "cmaes"
     # Candidates per pre-screened ask. CMA-ES's distribution narrows onto the macro-average's
-    # optimum, so it takes more draws to find points that extend the front (bench/search.py,
-    # 5 seeds, demo pool, 32/64 trials: 1.16x/1.20x random's hypervolume gain with 16,
-    # 1.23x/1.25x with 64). Drawing and scoring 64 costs a few ms per ask.
-    n_candidates = 64
+    # optimum, so it takes more draws to find points that extend the front. Tuned on
+    # bench/search.py's tuning seeds 0-4, demo pool, 32/64 trials: 1.16x/1.20x random's
+    # hypervolume gain with 16, 1.23x/1.25x with 64. Drawing and scoring 64 costs a few ms.
+    default_candidates = 64
 
-    def __init__(self, n_weights: int, seed: int, normalize: bool, high: float = 1.0):
-        super().__init__(n_weights, seed, normalize, high)
+    def __init__(self, n_weights: int, seed: int, normalize: bool, high: float = 1.0, candidates: int | None = None):
+        super().__init__(n_weights, seed, normalize, high, candidates)
         if normalize:
             dim = n_weights - 1
             self._cma = CMA(mean=np.zeros(dim), sigma=SIGMA, bounds=np.tile([-LOGIT_BOUND, LOGIT_BOUND], (dim, 1)), seed=seed)
@@ -57,6 +57,9 @@ class CMAESStrategy(Strategy):
         self._samples: dict[int, np.ndarray] = {}
         self._generation_of: dict[int, int] = {}
         self._returned: list[tuple[np.ndarray, float]] = []  # this generation's results so far
+        # The last `sample` call's draws (trial number, generation, weights -> sample), so
+        # proposing one of them need not draw again.
+        self._drawn: tuple[int, int, dict[Weights, np.ndarray]] = (-1, -1, {})
 
     @property
     def generation(self) -> int:
@@ -66,16 +69,21 @@ class CMAESStrategy(Strategy):
     def population_size(self) -> int:
         return self._cma.population_size
 
-    def ask(self, numbers: Sequence[int], pick: Pick | None = None) -> list[Weights]:
-        weights = []
-        for number in numbers:
-            samples = [self._sample(number, j) for j in range(self.n_candidates if pick else 1)]
-            x = samples[pick([self._weights(s) for s in samples]) if pick else 0]
-            self._remember(number, x)
-            weights.append(self._weights(x))
+    def sample(self, number: int, n: int = 1) -> list[Weights]:
+        samples = [self._sample(number, j) for j in range(n)]
+        weights = [self._weights(x) for x in samples]
+        self._drawn = (number, self.generation, dict(zip(weights, samples)))
         return weights
 
-    def tell(self, number: int, weights: Weights, loss: float | None) -> None:
+    def _proposed(self, number: int, weights: Weights) -> None:
+        drawn_number, generation, samples = self._drawn
+        x = samples.get(weights) if (drawn_number, generation) == (number, self.generation) else None
+        x = self._find(number, weights) if x is None else x
+        if x is None:
+            raise ValueError(f"weights proposed for trial {number} are not one of its samples")
+        self._remember(number, x)
+
+    def _tell(self, number: int, weights: Weights, loss: float | None) -> None:
         if loss is None or self._generation_of.get(number) != self.generation:
             return
         self._returned.append((self._samples[number], float(loss)))

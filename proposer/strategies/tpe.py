@@ -6,9 +6,17 @@ told ones carry their loss, and points this strategy never asked (the baselines)
 are inserted as finished documents. TPE sorts documents by tid, so the set of
 observations matters, not the order of the tells.
 
-With a `pick` (pre-screening, see proposer.prescreen) an ask past the random startup
-draws `n_candidates` points from TPE's density of good points instead of keeping
-only its favourite, and proposes the one picked.
+`sample(number, n)` with n > 1 (pre-screening, see proposer.prescreen), past the random
+startup, draws n points from TPE's density of good points, its favourite first, instead
+of keeping only the favourite; during the startup, and with n = 1, it is `tpe.suggest`.
+
+Hyperopt's public entry point, `tpe.suggest`, returns one point: the best of its own
+candidates by l(x)/g(x). Several candidates would take one `suggest` per candidate, each
+rebuilding the posterior from every document (16 x the ask cost), and would draw other
+points than the fixture of tests/proposer/test_same_proposals.py records. So `candidates`
+assembles them from the module-level functions `suggest` itself calls (`ap_split_trials`,
+`adaptive_parzen_normal`, `GMM1`, `GMM1_lpdf`), with suggest's own defaults read from its
+signature instead of hyperopt's private `_default_*` names.
 
 Coordinates: one uniform(0, high) per weight when unnormalized; on the simplex, the
 n-1 stick-breaking coordinates (see `simplex`). A document's values are always
@@ -20,6 +28,7 @@ on a 5-weight toy it did worse than random search.)
 
 from __future__ import annotations
 
+import inspect
 from typing import Sequence
 
 import numpy as np
@@ -27,15 +36,20 @@ from hyperopt import Trials, hp, tpe
 from hyperopt.base import JOB_STATE_DONE, JOB_STATE_RUNNING, Domain, trials_from_docs
 
 from proposer.strategies import simplex
-from proposer.strategies.base import Pick, Strategy, Weights, derived_seed
+from proposer.strategies.base import Strategy, Weights, derived_seed
+
+# tpe.suggest's defaults for the good/bad split and the prior's weight (0.25 and 1.0 in
+# hyperopt 0.2.7-0.3.0), read from its signature so the candidates follow suggest.
+GAMMA = inspect.signature(tpe.suggest).parameters["gamma"].default
+PRIOR_WEIGHT = inspect.signature(tpe.suggest).parameters["prior_weight"].default
 
 
 class TPEStrategy(Strategy):
     name = "tpe"
-    # Candidates per pre-screened ask. TPE's density of good points is broad, so 16 already
-    # cover the front (bench/search.py, 5 seeds: 1.23x random's hypervolume gain on the demo
-    # pool at 32 and 64 trials); 64 gave 1.27x but a worse best macro-average at 32 trials.
-    n_candidates = 16
+    # Candidates per pre-screened ask. Tuned on bench/search.py's tuning seeds 0-4, demo pool,
+    # 32 / 64 trials: 16 gave 1.23x random's hypervolume gain at both; 64 gave 1.27x but a
+    # worse best macro-average at 32 trials.
+    default_candidates = 16
     # Ask cost grows with the documents TPE reads (16 weights, 2 cores: ~15 ms
     # at 200, ~30 ms at 1000). It reads a window: the best finished trials (its
     # "good" density is built from at most 25 of them), the most recent finished
@@ -43,8 +57,8 @@ class TPEStrategy(Strategy):
     window_best = 50
     window_recent = 150
 
-    def __init__(self, n_weights: int, seed: int, normalize: bool, high: float = 1.0):
-        super().__init__(n_weights, seed, normalize, high)
+    def __init__(self, n_weights: int, seed: int, normalize: bool, high: float = 1.0, candidates: int | None = None):
+        super().__init__(n_weights, seed, normalize, high, candidates)
         self._labels = [f"u{i}" for i in range(n_weights - 1 if normalize else n_weights)]
         space = {label: hp.uniform(label, 0.0, high) for label in self._labels}
         self._domain = Domain(lambda _: 0.0, space)  # never called: results come from tell
@@ -53,31 +67,27 @@ class TPEStrategy(Strategy):
         self._trials = Trials()
         self._docs: dict[int, dict] = {}
 
-    def ask(self, numbers: Sequence[int], pick: Pick | None = None) -> list[Weights]:
-        return [self._ask_one(number, pick) for number in numbers]
-
-    def _ask_one(self, number: int, pick: Pick | None) -> Weights:
+    def sample(self, number: int, n: int = 1) -> list[Weights]:
         docs = self.window()
-        if pick is None or len(docs) < self.n_startup_jobs:
-            window = trials_from_docs(docs, validate=False)
-            [doc] = tpe.suggest(
-                [number],
-                self._domain,
-                window,
-                derived_seed(self.seed, number),
-                n_startup_jobs=self.n_startup_jobs,
-                verbose=False,
-            )
-            weights = self._weights([float(doc["misc"]["vals"][label][0]) for label in self._labels])
-        else:
-            candidates = self.candidates(docs, number)
-            weights = candidates[pick(candidates)]
-        self._insert(number, weights)
-        return weights
+        if n > 1 and len(docs) >= self.n_startup_jobs:
+            return self.candidates(docs, number, n)
+        window = trials_from_docs(docs, validate=False)
+        [doc] = tpe.suggest(
+            [number],
+            self._domain,
+            window,
+            derived_seed(self.seed, number),
+            n_startup_jobs=self.n_startup_jobs,
+            verbose=False,
+        )
+        return [self._weights([float(doc["misc"]["vals"][label][0]) for label in self._labels])]
 
-    def candidates(self, docs: list[dict], number: int) -> list[Weights]:
-        """`n_candidates` draws from TPE's density of good points l(x), best by its own
-        criterion l(x)/g(x) first.
+    def _proposed(self, number: int, weights: Weights) -> None:
+        self._insert(number, weights)
+
+    def candidates(self, docs: list[dict], number: int, n: int) -> list[Weights]:
+        """n draws from TPE's density of good points l(x), best by its own criterion
+        l(x)/g(x) first.
 
         Made of hyperopt's own pieces, as `tpe.suggest` uses them for uniform parameters
         (the good/bad split, the adaptive Parzen estimators, the truncated mixtures);
@@ -87,16 +97,16 @@ class TPEStrategy(Strategy):
         # Pending and failed trials count as infinitely bad, as in tpe.suggest.
         losses = [float(doc["result"]["loss"]) if "loss" in doc["result"] else float("inf") for doc in docs]
         rng = np.random.default_rng(derived_seed(self.seed, number))
-        draws = np.empty((self.n_candidates, len(self._labels)))
-        log_ratio = np.zeros(self.n_candidates)
+        draws = np.empty((n, len(self._labels)))
+        log_ratio = np.zeros(n)
         for column, label in enumerate(self._labels):
             values = [doc["misc"]["vals"][label][0] for doc in docs]
-            below, above = tpe.ap_split_trials(tids, values, tids, losses, tpe._default_gamma)
+            below, above = tpe.ap_split_trials(tids, values, tids, losses, GAMMA)
             # Prior of hp.uniform(0, high): centred, as wide as the range.
             high = self.high
-            good = tpe.adaptive_parzen_normal(below, tpe._default_prior_weight, high / 2, high)
-            bad = tpe.adaptive_parzen_normal(above, tpe._default_prior_weight, high / 2, high)
-            x = tpe.GMM1(*good, low=0.0, high=high, rng=rng, size=(self.n_candidates,))
+            good = tpe.adaptive_parzen_normal(below, PRIOR_WEIGHT, high / 2, high)
+            bad = tpe.adaptive_parzen_normal(above, PRIOR_WEIGHT, high / 2, high)
+            x = tpe.GMM1(*good, low=0.0, high=high, rng=rng, size=(n,))
             draws[:, column] = x
             log_ratio += tpe.GMM1_lpdf(x, *good, low=0.0, high=high) - tpe.GMM1_lpdf(x, *bad, low=0.0, high=high)
         return [self._weights(draws[i]) for i in np.argsort(-log_ratio, kind="stable")]
@@ -105,7 +115,7 @@ class TPEStrategy(Strategy):
         coords = [float(c) for c in coords]
         return simplex.from_sticks(coords) if self.normalize else tuple(coords)
 
-    def tell(self, number: int, weights: Weights, loss: float | None) -> None:
+    def _tell(self, number: int, weights: Weights, loss: float | None) -> None:
         doc = self._docs.get(number) or self._insert(number, weights)
         # A failed trial stays a finished document without a loss: TPE treats it as
         # infinitely bad, like hyperopt does for failed evaluations.
