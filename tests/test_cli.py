@@ -47,7 +47,7 @@ def test_run_a_search_from_yaml(demo_pool, tmp_path):
 
 
 def test_run_a_task_arithmetic_search_as_the_demo_does(demo_pool, tmp_path):
-    from recycle.cli import DEMO_MERGES
+    from recycle.commands.runs import DEMO_MERGES
 
     merge = DEMO_MERGES["task-arithmetic"]
     search = {
@@ -125,7 +125,8 @@ def test_demo_refuses_an_unknown_strategy_before_building_anything(tmp_path, mon
 
 @pytest.mark.parametrize("args, words", [
     (["--max-weight", "1.5"], "--merge task-arithmetic"),
-    (["--merge", "task-arithmetic", "--max-weight", "0.5"], "must be in [1, 4]"),
+    (["--merge", "task-arithmetic", "--max-weight", "0.5"], "--max-weight 0.5: input should be greater than or equal to 1"),
+    (["--budget", "0"], "--budget 0: input should be greater than or equal to 1"),
 ])
 def test_demo_refuses_a_bad_max_weight_before_building_anything(tmp_path, monkeypatch, capsys, args, words):
     from recycle.cli import main
@@ -151,11 +152,16 @@ def test_demo_smollm2_without_the_model_says_how_to_install_it(tmp_path, monkeyp
 
 
 def test_verdict_judges_a_finished_run_directory_again(demo_pool, tmp_path):
-    search = {"pool": demo_pool.pool.model_dump(mode="json"), "tasks": [t.model_dump(mode="json") for t in demo_pool.tasks],
+    # A window longer than the model's positions is cut to them: said once per task, not per evaluator.
+    tasks = [{**t.model_dump(mode="json"), "seq_len": 4096} for t in demo_pool.tasks]
+    search = {"pool": demo_pool.pool.model_dump(mode="json"), "tasks": tasks,
               "strategy": "tpe", "budget": 9, "concurrency": 2, "seed": 2}
     (tmp_path / "search.yaml").write_text(yaml.safe_dump(search))
     out = tmp_path / "run"
-    assert recycle("run", str(tmp_path / "search.yaml"), "--out", str(out)).returncode == 0
+    ran = recycle("run", str(tmp_path / "search.yaml"), "--out", str(out))
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    warned = [line for line in ran.stdout.splitlines() if "seq_len 4096 is longer than the model's" in line]
+    assert len(warned) == len(tasks) and all("WARNING" in line for line in warned), ran.stdout
     first = json.loads((out / "summary.json").read_text())["held_out"]
     again = recycle("verdict", str(out))
     assert again.returncode == 0, again.stdout + again.stderr
@@ -165,3 +171,31 @@ def test_verdict_judges_a_finished_run_directory_again(demo_pool, tmp_path):
     (tmp_path / "empty").mkdir()
     missing = recycle("verdict", str(tmp_path / "empty"))
     assert missing.returncode == 2 and "not a run directory" in missing.stdout
+
+    # The run directory answers `status` and `export` as a Redis search does.
+    status = recycle("status", str(out))
+    assert status.returncode == 0 and "completed  9/9 trials" in status.stdout and "Pareto front" in status.stdout, status.stdout
+    exported = recycle("export", str(out), "3", "--out", str(tmp_path / "third"))
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert json.loads((tmp_path / "third" / "recycle.json").read_text())["trial_id"] == "run-t000003"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["demo", "--help"], ["status", "--help"], ["export", "--help"]])
+def test_help_imports_no_heavy_library(args):
+    probe = ("import sys\nfrom recycle.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "heavy = ('torch', 'transformers', 'matplotlib', 'flask', 'celery', 'numpy', 'pydantic')\n"
+             "print('HEAVY', sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))")
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "usage: recycle" in done.stdout and "HEAVY []" in done.stdout, done.stdout
+
+
+def test_every_user_error_names_a_real_class():
+    import importlib
+
+    from recycle.cli import USER_ERRORS
+
+    for name in USER_ERRORS:
+        module, cls = name.split(":")
+        found = getattr(importlib.import_module(module), cls)
+        assert issubclass(found, Exception) and f"{found.__module__}:{found.__qualname__}" == name

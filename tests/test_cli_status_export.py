@@ -13,9 +13,10 @@ from rich.console import Console
 from safetensors.torch import load_file
 
 from contracts import Proposal, SearchStatus
-from proposer import best_by_macro
+from proposer import best_by_macro, normalization_of
 from proposer.redis_store import RedisStore
 from recycle import cli
+from recycle.commands import common
 from tests.conftest import TEST_REDIS_URL
 from tests.recorded_search import record_search
 
@@ -23,11 +24,16 @@ from tests.recorded_search import record_search
 @pytest.fixture
 def recorded(demo_pool, redis_client, monkeypatch):
     monkeypatch.setenv("RECYCLE_REDIS_URL", TEST_REDIS_URL)
-    monkeypatch.setattr(cli, "console", Console(width=250))  # wide enough that no cell wraps
+    monkeypatch.setattr(common, "console", Console(width=250))  # wide enough that no cell wraps
     store = RedisStore(redis_client)
     spec = record_search(store, demo_pool, "s-cli-done")
     record_search(store, demo_pool, "s-cli-live", status=SearchStatus.running)
     return store, spec
+
+
+def best_of(store, search_id, spec):
+    results = store.results(search_id)
+    return best_by_macro(results, normalization_of(spec, results))
 
 
 def run(capsys, *args) -> tuple[int, str]:
@@ -54,7 +60,7 @@ def test_status_of_one_search_prints_its_front(recorded, capsys):
     store, spec = recorded
     code, out = run(capsys, "status", "s-cli-done")
     assert code == 0, out
-    best = best_by_macro(store.results("s-cli-done"), spec.objectives)
+    best = best_of(store, "s-cli-done", spec)
     assert "Pareto front" in out and "completed" in out and best.trial_id in out
     for name in spec.pool.names:
         assert f"single:{name}" in out
@@ -64,7 +70,7 @@ def test_export_writes_a_model_transformers_loads(recorded, capsys, tmp_path, de
     from transformers import AutoModelForCausalLM
 
     store, spec = recorded
-    best = best_by_macro(store.results("s-cli-done"), spec.objectives)
+    best = best_of(store, "s-cli-done", spec)
     out = tmp_path / "merged"
     code, printed = run(capsys, "export", "s-cli-done", "best", "--out", str(out))
     assert code == 0, printed
@@ -115,3 +121,94 @@ def test_status_says_when_redis_is_unreachable(capsys, monkeypatch):
     monkeypatch.setenv("RECYCLE_REDIS_URL", "redis://:secret@127.0.0.1:1/0")
     code, printed = run(capsys, "status")
     assert code == 2 and "cannot reach Redis" in printed and "secret" not in printed
+
+
+def write_run_dir(folder: Path, store, search_id: str, spec, finished: bool) -> None:
+    """search.json and trials.jsonl as `recycle run` writes them; summary.json once the search ended."""
+    folder.mkdir(parents=True)
+    (folder / "search.json").write_text(spec.model_dump_json(indent=2))
+    (folder / "trials.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in store.results(search_id)))
+    if finished:
+        (folder / "summary.json").write_text("{}")
+
+
+@pytest.fixture
+def demo_run(demo_pool, tmp_path, monkeypatch):
+    """A run directory as `recycle demo` writes it, one folder per strategy: tpe finished, cmaes
+    still running (its last line half written)."""
+    from proposer import MemoryStore
+
+    monkeypatch.setattr(common, "console", Console(width=250))
+    store, out = MemoryStore(), tmp_path / "demo-run"
+    for label, finished in [("tpe", True), ("cmaes", False)]:
+        spec = record_search(store, demo_pool, f"demo-run-{label}")
+        write_run_dir(out / label, store, f"demo-run-{label}", spec, finished)
+    with (out / "cmaes" / "trials.jsonl").open("a") as trials:
+        trials.write('{"proposal": {"search_id": "demo-r')
+    return out, store, spec
+
+
+def test_status_of_a_run_directory_lists_its_searches(demo_run, capsys):
+    out, _, _ = demo_run
+    code, printed = run(capsys, "status", str(out))
+    assert code == 0, printed
+    lines = {line.split()[1]: line for line in printed.splitlines() if "demo-run-" in line}
+    assert set(lines) == {"demo-run-tpe", "demo-run-cmaes"}
+    assert "completed" in lines["demo-run-tpe"] and "running" in lines["demo-run-cmaes"]
+    assert "9/10 (1 failed)" in lines["demo-run-tpe"] and f"run directory {out}" in printed
+
+    code, printed = run(capsys, "status", str(out), "--json")
+    views = {v["id"]: v for v in json.loads(printed)}
+    assert views["demo-run-tpe"]["done"] == 8 and views["demo-run-cmaes"]["status"] == "running"
+
+
+def test_status_of_one_search_folder_prints_its_front(demo_run, capsys):
+    out, store, spec = demo_run
+    code, printed = run(capsys, "status", str(out / "tpe"))
+    best = best_of(store, "demo-run-tpe", spec)
+    assert code == 0 and "Pareto front" in printed and best.trial_id in printed, printed
+
+
+def test_export_from_a_run_directory(demo_run, capsys, tmp_path):
+    out, store, spec = demo_run
+    best = best_of(store, "demo-run-tpe", spec)
+    code, printed = run(capsys, "export", str(out / "tpe"), "best", "--out", str(tmp_path / "best"))
+    assert code == 0, printed
+    meta = json.loads((tmp_path / "best" / "recycle.json").read_text())
+    assert meta["search_id"] == "demo-run-tpe" and meta["trial_id"] == best.trial_id
+    # Of a directory of several searches, a full trial id says which.
+    trial = Proposal.make_trial_id("demo-run-cmaes", 2)
+    code, printed = run(capsys, "export", str(out), trial, "--out", str(tmp_path / "by-id"))
+    assert code == 0, printed
+    assert json.loads((tmp_path / "by-id" / "recycle.json").read_text())["trial_id"] == trial
+
+
+@pytest.mark.parametrize("target, trial, words", [
+    ("{out}", "best", "holds 2 searches"),
+    ("{out}/tpe", "99", "no result for trial"),
+    ("{tmp}/empty", "best", "not a run directory"),
+    ("{tmp}/nowhere", "best", "is not a directory"),
+])
+def test_run_directory_mistakes_exit_2_and_write_nothing(demo_run, capsys, tmp_path, target, trial, words):
+    out, _, _ = demo_run
+    (tmp_path / "empty").mkdir()
+    target = target.format(out=out, tmp=tmp_path)
+    for args in (["export", target, trial, "--out", str(tmp_path / "x")], ["status", target]):
+        if args[0] == "status" and words in ("holds 2 searches", "no result for trial"):
+            continue
+        code, printed = run(capsys, *args)
+        assert code == 2 and words in printed.replace("\n", " "), printed
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_closed_pipe_ends_quietly(demo_run):
+    """`recycle status --json | head -c 300`: the reader leaves before the writer is done."""
+    import subprocess
+    import sys
+
+    out, _, _ = demo_run
+    recycle = str(Path(sys.executable).parent / "recycle")
+    reader = subprocess.Popen([recycle, "status", str(out), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.close()  # gone before the command prints anything
+    _, errors = reader.communicate(timeout=120)
+    assert reader.returncode == 1 and b"Traceback" not in errors and b"BrokenPipe" not in errors, errors

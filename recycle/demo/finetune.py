@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from pathlib import Path
 
 import torch
@@ -25,10 +26,14 @@ from recycle.demo import corpora
 
 MARKER = "demo_pool.json"
 BASE = "base"
+# Told of every training step (label, step, steps, smoothed loss): the CLI's progress bars.
+# The log lines come only every steps/5, minutes apart on a busy machine.
+step_watcher: ContextVar[Callable[[str, int, int, float], object] | None] = ContextVar("step_watcher", default=None)
 
 
-def split_corpora(*, train_docs: int, eval_docs: int, doc_chars: int, seed: int) -> dict[str, tuple[list[str], list[str]]]:
-    """Per domain, (training documents, evaluation documents); domains missing here are left out."""
+def split_corpora(*, train_docs: int, eval_docs: int, doc_chars: int, seed: int) -> dict[str, tuple[list[str], list[corpora.Source]]]:
+    """Per domain, (training documents, evaluation documents as (source id, text)); domains
+    missing here are left out."""
     splits = {}
     for domain, sources in corpora.DOMAINS.items():
         documents = list(sources())
@@ -43,14 +48,15 @@ def split_corpora(*, train_docs: int, eval_docs: int, doc_chars: int, seed: int)
     return splits
 
 
-def write_task_files(task_dir: Path, splits: dict[str, tuple[list[str], list[str]]], log) -> None:
-    """One JSONL file of evaluation documents per domain (the evaluator splits it into search/report)."""
+def write_task_files(task_dir: Path, splits: dict[str, tuple[list[str], list[corpora.Source]]], log) -> None:
+    """One JSONL file of evaluation documents per domain, each with its source as its group (the
+    evaluator splits by group into search/report, so no source straddles the two)."""
     task_dir.mkdir(parents=True, exist_ok=True)
     for missing in sorted(corpora.DOMAINS.keys() - splits.keys()):
         log(f"corpus {missing}: not shipped with this Python, skipped")
     for domain, (train, evaluation) in splits.items():
         with (task_dir / f"{domain}.jsonl").open("w", encoding="utf-8") as out:
-            out.writelines(json.dumps({"text": text}) + "\n" for text in evaluation)
+            out.writelines(json.dumps({"text": text, "group": f"{domain}:{source}"}) + "\n" for source, text in evaluation)
         log(f"corpus {domain}: {len(train)} train / {len(evaluation)} eval documents")
 
 
@@ -101,6 +107,7 @@ def train(
     model.train()
     started = time.perf_counter()
     smoothed = None
+    watch = step_watcher.get()
     for step in range(1, steps + 1):
         rows = []
         for row in range(batch):
@@ -116,6 +123,8 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         schedule.step()
         smoothed = loss.item() if smoothed is None else 0.9 * smoothed + 0.1 * loss.item()
+        if watch:
+            watch(label, step, steps, smoothed)
         if step % max(1, steps // 5) == 0 or step == steps:
             log(f"{label}: step {step}/{steps} loss {smoothed:.3f} {time.perf_counter() - started:.1f}s")
     model.eval()
