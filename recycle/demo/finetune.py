@@ -31,9 +31,8 @@ BASE = "base"
 step_watcher: ContextVar[Callable[[str, int, int, float], object] | None] = ContextVar("step_watcher", default=None)
 
 
-def split_corpora(*, train_docs: int, eval_docs: int, doc_chars: int, seed: int) -> dict[str, tuple[list[str], list[corpora.Source]]]:
-    """Per domain, (training documents, evaluation documents as (source id, text)); domains
-    missing here are left out."""
+def split_corpora(*, train_docs: int, eval_docs: int, doc_chars: int, seed: int) -> dict[str, tuple[list[str], list[str]]]:
+    """Per domain, (training documents, evaluation documents); domains missing here are left out."""
     splits = {}
     for domain, sources in corpora.DOMAINS.items():
         documents = list(sources())
@@ -48,15 +47,14 @@ def split_corpora(*, train_docs: int, eval_docs: int, doc_chars: int, seed: int)
     return splits
 
 
-def write_task_files(task_dir: Path, splits: dict[str, tuple[list[str], list[corpora.Source]]], log) -> None:
-    """One JSONL file of evaluation documents per domain, each with its source as its group (the
-    evaluator splits by group into search/report, so no source straddles the two)."""
+def write_task_files(task_dir: Path, splits: dict[str, tuple[list[str], list[str]]], log) -> None:
+    """One JSONL file of evaluation documents per domain (the evaluator splits it into search/report)."""
     task_dir.mkdir(parents=True, exist_ok=True)
     for missing in sorted(corpora.DOMAINS.keys() - splits.keys()):
         log(f"corpus {missing}: not shipped with this Python, skipped")
     for domain, (train, evaluation) in splits.items():
         with (task_dir / f"{domain}.jsonl").open("w", encoding="utf-8") as out:
-            out.writelines(json.dumps({"text": text, "group": f"{domain}:{source}"}) + "\n" for source, text in evaluation)
+            out.writelines(json.dumps({"text": text}) + "\n" for text in evaluation)
         log(f"corpus {domain}: {len(train)} train / {len(evaluation)} eval documents")
 
 
