@@ -9,16 +9,15 @@ from contracts import keys
 # How a trial whose worker died comes back (tests/faults/test_worker_kills.py does both):
 # - The process running the trial dies (SIGKILL, the OOM killer's choice: the big pool
 #   child): the worker's main process sees it, and `task_reject_on_worker_lost` puts the
-#   message back at once; measured here, the trial started again ~0.5 s after the kill.
+#   message back at once; the next process takes over the dead one's lease
+#   (recycle/serve/heartbeat.py). Measured here: running again ~0.5 s after the kill.
 # - The whole worker dies (SIGKILL of the process group, a lost host): nobody is left to
-#   reject the message, and a restarted worker does not claim it either (it can only
-#   restore what it delivered itself, and its memory of that died with it). The Redis
-#   transport keeps it "unacked" and any live worker hands it out again once it is older
-#   than the visibility timeout (measured: ~6-7 s with a 6 s timeout). So the timeout must exceed
-#   the longest trial (or trials still running are handed out twice: harmless, results
-#   are recorded once, but wasted), and a lost trial comes back only after it: a search
-#   whose `trial_timeout_s` is shorter marks the trial failed first. Settings:
-#   RECYCLE_BROKER_VISIBILITY_TIMEOUT_S.
+#   reject the message. Its trial's lease is no longer renewed, and once it lapses
+#   (RECYCLE_LEASE_TTL_S, 30 s) the proposer sends the trial again under the same id.
+# The broker's visibility timeout (a message unacknowledged this long is handed out
+# again) is a backstop only: Celery's own guidance is that it is no liveness mechanism.
+# A message it brings back late finds its trial recorded, or its lease held, and is
+# skipped. Settings: RECYCLE_BROKER_VISIBILITY_TIMEOUT_S.
 VISIBILITY_TIMEOUT_S = 2 * 3600
 
 
@@ -31,6 +30,8 @@ def make_celery(broker_url: str, visibility_timeout_s: float = VISIBILITY_TIMEOU
         task_ignore_result=True,  # results travel through the recycle results stream
         task_acks_late=True,  # ack after the trial: a crashed worker's trial is redelivered
         task_reject_on_worker_lost=True,
+        # Redis away: running trials go on (their results are spooled), never cancelled.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_prefetch_multiplier=1,  # a busy worker does not hoard trials others could run
         task_default_queue=keys.TRIALS_QUEUE,
         broker_connection_retry_on_startup=True,

@@ -1,7 +1,8 @@
 """The proposer service: keeps every running search's workers busy.
 
 Loop: read finished trials from the results stream and record them (each trial
-id once), mark trials that outlived their time limit as failed, then top every
+id once), mark trials that outlived their time limit as failed, send again the
+trials whose worker's lease lapsed (contracts/liveness.py), then top every
 running search up to `concurrency` trials in flight: a new proposal goes out
 the moment any result comes back, with no generation barrier. All state lives
 in Redis; a restarted service rebuilds each search's strategy by replaying the
@@ -22,6 +23,7 @@ from proposer import SearchDriver
 from proposer.redis_store import RedisStore, ResultsStream
 from proposer.store import UnknownSearch
 from recycle.serve.metrics import ProposerMetrics
+from recycle.settings import Settings
 
 log = logging.getLogger("recycle.proposer")
 Send = Callable[[Proposal, SearchSpec], None]
@@ -29,6 +31,8 @@ Send = Callable[[Proposal, SearchSpec], None]
 # still loading its AOF answers BusyLoadingError, a ConnectionError), Celery's producer
 # raises kombu's OperationalError once its own short retries are spent.
 UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, OperationalError)
+# A worker record silent for this many lease TTLs is dropped from the registry.
+FORGET_AFTER_TTLS = 120
 
 
 def celery_sender(celery_app) -> Send:
@@ -48,10 +52,16 @@ def celery_sender(celery_app) -> Send:
 
 
 class ProposerService:
-    def __init__(self, store: RedisStore, send: Send, metrics: ProposerMetrics, clock=time.time):
+    def __init__(self, store: RedisStore, send: Send, metrics: ProposerMetrics, clock=time.time,
+                 settings: Settings | None = None):
         self.store, self.send, self.metrics, self.clock = store, send, metrics, clock
+        settings = settings or Settings()
+        self.lease_ttl_s, self.max_reproposals = settings.lease_ttl_s, settings.max_reproposals
         self.results = ResultsStream(store.redis)
         self.drivers: dict[str, SearchDriver] = {}
+        # Leases are judged only after one whole TTL of watching (since start, or since Redis
+        # came back): workers get that long to renew, and to publish what they spooled.
+        self.watching_since = clock()
 
     # -- one pass -------------------------------------------------------------------
     def step(self, block_ms: int = 500) -> None:
@@ -63,6 +73,7 @@ class ProposerService:
                 continue
             driver = self.driver(search_id)
             self.fail_overdue(driver)
+            self.resend_lapsed(driver)
             self.export_gauges(driver)
             if driver.finished:
                 self.store.set_status(search_id, SearchStatus.completed)
@@ -73,6 +84,7 @@ class ProposerService:
                 self.top_up(driver)
                 self.metrics.in_flight.labels(search_id).set(driver.in_flight)
         self.metrics.queue_depth.set(self.store.redis.llen(keys.TRIALS_QUEUE))
+        self.watch_workers()
 
     def driver(self, search_id: str) -> SearchDriver:
         """The search's driver; built on first sight by replaying its stored history (resume)."""
@@ -126,6 +138,49 @@ class ProposerService:
                 self.record(TrialResult(proposal=proposal, status=TrialStatus.failed,
                                         error=f"timed out: no result within {limit:g} s", worker="proposer"))
 
+    # -- liveness -------------------------------------------------------------------
+    def resend_lapsed(self, driver: SearchDriver) -> None:
+        """A trial claimed by a worker whose lease is gone (the worker died, or handed it back
+        on shutdown) goes out again under the same trial id, at most `max_reproposals`
+        times; then it is recorded as failed with the reason. A finished trial keeps a done
+        marker as its lease, so only a trial with neither lease nor result lapses."""
+        if self.clock() - self.watching_since < self.lease_ttl_s:
+            return
+        pending = {p.trial_id: p for p in driver.pending()}
+        claims = {t: w for t, w in self.store.claims(driver.search_id).items() if t in pending}
+        if not claims:
+            return
+        live = self.store.leases(driver.search_id, claims)
+        for trial_id, worker in claims.items():
+            if trial_id in live:
+                continue
+            proposal = pending[trial_id]
+            lapses = self.store.count_reproposal(driver.search_id, trial_id)
+            if lapses > self.max_reproposals:
+                self.record(TrialResult(proposal=proposal, status=TrialStatus.failed, worker="proposer",
+                                        error=f"lost its worker {lapses} times (last {worker}): no lease renewal "
+                                              f"for {self.lease_ttl_s:g} s; max_reproposals is {self.max_reproposals}"))
+                continue
+            self.store.drop_claim(driver.search_id, trial_id)
+            log.warning("trial %s: the lease of %s lapsed; sent again (%d of at most %d)", trial_id, worker, lapses,
+                        self.max_reproposals)
+            self.metrics.reproposed.labels(driver.search_id).inc()
+            self.dispatch(driver, proposal)
+
+    def watch_workers(self) -> None:
+        """The recycle_workers gauges; records silent for FORGET_AFTER_TTLS lease TTLs are dropped."""
+        now, counts = self.clock(), {"alive": 0, "busy": 0, "stale": 0}
+        for worker in self.store.workers():
+            if now - worker.last_heartbeat > FORGET_AFTER_TTLS * self.lease_ttl_s:
+                self.store.forget_worker(worker.id)
+            elif worker.alive(now, self.lease_ttl_s):
+                counts["alive"] += 1
+                counts["busy"] += worker.current_trial is not None
+            else:
+                counts["stale"] += 1
+        for state, count in counts.items():
+            self.metrics.workers.labels(state).set(count)
+
     # -- proposals ------------------------------------------------------------------
     def top_up(self, driver: SearchDriver) -> None:
         free = driver.spec.concurrency - driver.in_flight
@@ -171,6 +226,7 @@ class ProposerService:
                 # it never sent (and so never times out): drop the drivers, so each search is
                 # rebuilt from the store once Redis is back, which sends what never left.
                 self.drivers.clear()
+                self.watching_since = self.clock() + backoff  # leases lapsed meanwhile are not the workers' fault
                 self.metrics.errors.labels("proposer", "redis_unavailable").inc()
                 log.warning("redis unavailable (%s); retrying in %.1f s", error, backoff)
                 time.sleep(backoff)

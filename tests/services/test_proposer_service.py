@@ -3,13 +3,20 @@ results go through the real results stream; the sender only decides when."""
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry
 
 from contracts import SearchStatus
+from contracts.liveness import TrialRef, WorkerInfo
 from proposer.redis_store import RedisStore, ResultsStream
 from recycle.serve.metrics import ProposerMetrics
-from recycle.serve.proposer_service import ProposerService
+from recycle.serve.proposer_service import FORGET_AFTER_TTLS, ProposerService
+from recycle.settings import Settings
 from tests.proposer.search_fakes import make_spec, ok
+
+# Leases in these tests lapse in a fraction of a second (Redis times them, in real time).
+TTL_S = 0.3
 
 
 class Clock:
@@ -20,10 +27,11 @@ class Clock:
         return self.now
 
 
-def make_service(redis_client, send, clock=None):
+def make_service(redis_client, send, clock=None, **settings):
     store = RedisStore(redis_client)
     registry = CollectorRegistry()
-    service = ProposerService(store, send, ProposerMetrics.create(registry), clock=clock or Clock())
+    service = ProposerService(store, send, ProposerMetrics.create(registry), clock=clock or Clock(),
+                              settings=Settings(**settings))
     return service, store, registry
 
 
@@ -132,3 +140,79 @@ def test_results_no_search_can_take_are_dropped_not_fatal(redis_client):
     assert store.get_result("s", sent[1].trial_id) is None
     assert registry.get_sample_value("recycle_errors_total", {"component": "proposer", "kind": "bad_result"}) == 4
     assert redis_client.xpending(stream.key, ResultsStream.GROUP)["pending"] == 0
+
+
+def test_a_trial_whose_lease_lapses_goes_out_again_then_fails(redis_client):
+    """A worker claims a trial and vanishes: once its lease lapses the same trial id goes
+    out again, at most max_reproposals times, then it is failed with the reason. A
+    trial never claimed (still queued) and one whose lease is renewed are left alone."""
+    clock, sent = Clock(), []
+    service, store, registry = make_service(redis_client, lambda p, spec: sent.append(p), clock,
+                                            lease_ttl_s=TTL_S, max_reproposals=2)
+    store.create_search("s", make_spec(budget=6, concurrency=3))
+    service.step(block_ms=10)
+    lost, queued, renewed = sent
+    clock.now += 2 * TTL_S  # one whole TTL watched since the service started
+    store.claim_trial("s", renewed.trial_id, "w:2", ttl_s=60)
+    for attempt in (1, 2, 3):
+        sent.clear()
+        store.claim_trial("s", lost.trial_id, f"w:{attempt}", ttl_s=TTL_S)
+        service.step(block_ms=10)
+        assert sent == []  # the lease is live
+        time.sleep(TTL_S + 0.2)
+        service.step(block_ms=10)
+        if attempt <= 2:
+            assert sent == [lost], attempt  # the same trial id, the same weights
+            assert registry.get_sample_value("recycle_trials_reproposed_total", {"search": "s"}) == attempt
+    assert sent != [lost]  # the third lapse: not sent again but failed (and a new trial takes its place)
+    result = store.get_result("s", lost.trial_id)
+    assert result.status.value == "failed" and "lost its worker 3 times (last w:3)" in result.error
+    assert store.get_result("s", queued.trial_id) is None and store.get_result("s", renewed.trial_id) is None
+    assert queued not in sent and renewed not in sent
+
+
+def test_leases_are_judged_only_after_one_ttl_of_watching(redis_client):
+    """After a start (or Redis coming back) workers get one TTL to renew their leases and
+    publish what they spooled before a missing lease counts as lapsed."""
+    clock, sent = Clock(), []
+    service, store, _ = make_service(redis_client, lambda p, spec: sent.append(p), clock, lease_ttl_s=TTL_S)
+    store.create_search("s", make_spec(budget=4, concurrency=1))
+    service.step(block_ms=10)
+    [trial] = sent
+    store.claim_trial("s", trial.trial_id, "w:1", ttl_s=TTL_S)
+    time.sleep(TTL_S + 0.2)
+    service.step(block_ms=10)
+    assert sent == [trial]
+    clock.now += TTL_S
+    service.step(block_ms=10)
+    assert sent == [trial, trial]
+
+
+def test_a_finished_trial_is_not_sent_again(redis_client):
+    """A worker publishes, then turns its lease into a done marker: even if the proposer
+    reads the lease before the result, the trial does not look lost."""
+    clock, sent = Clock(), []
+    service, store, _ = make_service(redis_client, lambda p, spec: sent.append(p), clock, lease_ttl_s=TTL_S)
+    store.create_search("s", make_spec(budget=2, concurrency=1))
+    service.step(block_ms=10)
+    clock.now += TTL_S
+    [trial] = sent
+    store.claim_trial("s", trial.trial_id, "w:1", ttl_s=TTL_S)
+    store.end_lease("s", trial.trial_id, "w:1", ttl_s=60, done=True)
+    time.sleep(TTL_S + 0.2)
+    service.resend_lapsed(service.driver("s"))
+    assert sent == [trial]
+
+
+def test_worker_gauges_and_forgetting_silent_workers(redis_client):
+    clock = Clock()
+    service, store, registry = make_service(redis_client, lambda p, spec: None, clock, lease_ttl_s=30)
+    beat = dict(host="h", device="cpu")
+    store.beat(WorkerInfo(id="h:1", last_heartbeat=clock.now - 1, **beat))
+    store.beat(WorkerInfo(id="h:2", last_heartbeat=clock.now - 2, current_trial=TrialRef(search_id="s", trial_id="t"), **beat))
+    store.beat(WorkerInfo(id="h:3", last_heartbeat=clock.now - 31, **beat))
+    store.beat(WorkerInfo(id="h:4", last_heartbeat=clock.now - FORGET_AFTER_TTLS * 30 - 1, **beat))
+    service.step(block_ms=10)
+    gauges = {s: registry.get_sample_value("recycle_workers", {"state": s}) for s in ("alive", "busy", "stale")}
+    assert gauges == {"alive": 2, "busy": 1, "stale": 1}
+    assert [w.id for w in store.workers()] == ["h:1", "h:2", "h:3"]
