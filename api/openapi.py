@@ -100,6 +100,7 @@ def openapi_document() -> dict:
                     errors=("400", "401", "404"),
                 )
             },
+            "/v1/searches/{search_id}/history": {"get": operation("best normalized macro and hypervolume after each settled trial", {"200": answer("history")}, params=[SEARCH_ID], errors=reads)},
             "/v1/searches/{search_id}/front": {"get": operation("the Pareto front on the search split", {"200": answer("front")}, params=[SEARCH_ID], errors=reads)},
             "/v1/searches/{search_id}/{action}": {
                 "post": {

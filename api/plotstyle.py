@@ -1,13 +1,15 @@
-"""How trials are drawn: one table shared by the status page's scatter and the PNG
+"""How trials are drawn: one table shared by the status page's plots and the PNG
 from `recycle run` / `recycle demo` (recycle/local/report.py), so both read the same.
 
 Kinds, in legend order. A trial is drawn once, as the first kind that fits it
 among single, uniform, greedy; otherwise as front or trial. Colours are
 matplotlib's tab10 (grey 0.7 for plain trials); markers are named in words and
-mapped to matplotlib's in report.py and to SVG shapes in static/search.js.
+mapped to matplotlib's in report.py and to SVG shapes in static/search/plot.js.
 """
 
 from __future__ import annotations
+
+from contracts import Source
 
 PLOT_STYLE: dict[str, dict] = {
     "single": {"label": "single checkpoints", "color": "#d62728", "marker": "square", "size": 50},
@@ -16,12 +18,19 @@ PLOT_STYLE: dict[str, dict] = {
     "front": {"label": "Pareto front", "color": "#1f77b4", "marker": "circle", "size": 25},
     "trial": {"label": "trials", "color": "#b3b3b3", "marker": "circle", "size": 12},
 }
+# Kinds fixed by who proposed the trial; any other trial is "front" or "trial" by where it lies.
+BASELINE_KINDS = ("single", "uniform", "greedy")
 
 
-def trial_kind(source: str, on_front: bool) -> str:
+def proposal_kind(source) -> tuple[str, str | None]:
+    """(kind, checkpoint) of a proposal's source (a contracts.Source, or the text older stores
+    hold, "single:<checkpoint>"): "single" with its checkpoint, "uniform", "greedy", else "trial"."""
+    kind, checkpoint = (source.kind, source.checkpoint) if hasattr(source, "kind") else (source.partition(":")[0], source.partition(":")[2] or None)
+    kind = getattr(kind, "value", kind)
+    return (kind, checkpoint if kind == "single" else None) if kind in BASELINE_KINDS else ("trial", None)
+
+
+def trial_kind(source, on_front: bool) -> str:
     """The kind a trial is drawn as, from its proposal's source."""
-    if source.startswith("single:"):
-        return "single"
-    if source in ("uniform", "greedy"):
-        return source
-    return "front" if on_front else "trial"
+    kind, _ = proposal_kind(source)
+    return "front" if kind == "trial" and on_front else kind

@@ -15,7 +15,8 @@ from api.errors import ApiError
 from api.openapi import openapi_document
 from api.schemas import ExportRequest, PoolCreate, SearchCreate
 from api.services import InputError
-from api.views import search_view
+from api.history import search_history
+from api.views import search_view, trials_page
 from contracts import SearchStatus, TrialStatus
 from proposer import summarize_search
 
@@ -158,13 +159,17 @@ def get_search(search_id: str):
 @blueprint.get("/v1/searches/<search_id>/trials")
 @require_read_access
 def list_trials(search_id: str):
-    find_search(search_id)
+    spec = find_search(search_id)
     offset, limit = int_arg("offset", 0), int_arg("limit", 1000)
     if offset < 0 or not 1 <= limit <= 10_000:
         raise ApiError(400, "offset must be >= 0 and limit between 1 and 10000")
-    results = store().results(search_id)
-    page = results[offset : offset + limit]
-    return jsonify({"total": len(results), "offset": offset, "trials": [r.model_dump(mode="json") for r in page]})
+    return jsonify(trials_page(store(), search_id, spec, offset, limit))
+
+
+@blueprint.get("/v1/searches/<search_id>/history")
+@require_read_access
+def get_history(search_id: str):
+    return jsonify(search_history(store(), search_id, find_search(search_id)))
 
 
 @blueprint.get("/v1/searches/<search_id>/front")

@@ -124,19 +124,6 @@ const Recycle = (() => {
     return `${(seconds / 3600).toFixed(1)} h`;
   }
 
-  // Mean task loss: each score in loss form (minimize: as is, maximize: negated), as the
-  // proposer's macro_average. Null when a score is missing.
-  function macro(scores, objectives) {
-    if (!scores) return null;
-    let sum = 0;
-    for (const objective of objectives) {
-      const value = scores[objective.name];
-      if (value === undefined) return null;
-      sum += objective.direction === "maximize" ? -value : value;
-    }
-    return sum / objectives.length;
-  }
-
   const FINISHED = new Set(["completed", "cancelled", "failed"]);
 
   // A status badge and a three-part bar (done, failed, in flight) against the budget.
@@ -212,5 +199,5 @@ const Recycle = (() => {
     if (forget) forget.addEventListener("click", forgetToken);
   });
 
-  return { config, call, el, svg, fixed, rate, duration, macro, FINISHED, statusBadge, progressBar, newProgressBar, banner, poll, ApiError };
+  return { config, call, el, svg, fixed, rate, duration, FINISHED, statusBadge, progressBar, newProgressBar, banner, poll, ApiError };
 })();

@@ -18,7 +18,7 @@
         el("span", { class: "small" }, `${view.done + view.failed}/${view.budget}`,
           view.failed ? ` (${view.failed} failed)` : "", view.in_flight ? `, ${view.in_flight} in flight` : "")),
       el("td", { class: "num" }, rate(view.trials_per_s)),
-      el("td", { class: "num", title: best ? `trial ${best.trial_id} (${best.source})` : "" }, best ? fixed(best.macro_average) : "–"),
+      el("td", { class: "num", title: best ? `trial ${best.trial_id}` : "" }, best ? fixed(best.macro_average) : "–"),
       el("td", { class: "num" }, held === null || held === undefined ? "–" : fixed(held)),
       el("td", { class: "num" }, fixed(view.hypervolume)));
   }

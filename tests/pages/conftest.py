@@ -4,6 +4,7 @@ Debian's chromium, never a browser Playwright downloads), and the running stack.
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,40 @@ def watched(browser):
     yield open_page
     for watch in made:
         watch.context.close()
+
+
+class ServedApp:
+    """The API and pages app on a real port, in this process, over a real Redis store."""
+
+    def __init__(self, store, public_reads: bool = True):
+        from pydantic import SecretStr
+        from werkzeug.serving import make_server
+
+        from api import Services, create_app
+        from recycle.settings import Settings
+
+        settings = Settings(api_token=SecretStr(SERVED_TOKEN), public_reads=public_reads, allowed_roots=["/nowhere"])
+        services = Services(inspect_pool=lambda pool: {}, check_search=lambda spec: None, export_trial=lambda *a: None)
+        self.store = store
+        self.server = make_server("127.0.0.1", 0, create_app(settings, store, services), threaded=True)
+        self.base = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.thread.join(10)
+
+
+SERVED_TOKEN = "served-test-token"
+
+
+@pytest.fixture
+def served(redis_client):
+    from proposer.redis_store import RedisStore
+
+    app = ServedApp(RedisStore(redis_client))
+    try:
+        yield app
+    finally:
+        app.close()
