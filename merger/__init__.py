@@ -21,12 +21,23 @@ from merger.methods import (
     make_method,
     merge_into,
     register_method,
+    TensorPlan,
 )
+from merger.parameters import Parameter, Scope
 from merger.pool import CheckpointPool
+from merger.task_vectors import DareLinear, DareTies, TaskArithmetic, TaskVectorMethod, Ties
 
 __all__ = [
     "MERGE_METHODS",
     "CheckpointPool",
+    "DareLinear",
+    "DareTies",
+    "Parameter",
+    "Scope",
+    "TaskArithmetic",
+    "TaskVectorMethod",
+    "TensorPlan",
+    "Ties",
     "ExportError",
     "ExportExistsError",
     "Linear",

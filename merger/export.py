@@ -23,8 +23,7 @@ import yaml
 from contracts.models import MergeSpec, SearchSpec, TrialResult
 
 from merger.errors import ExportError, ExportExistsError
-from merger import fused
-from merger.methods import MergeMethod, make_method
+from merger.methods import MergeMethod, TensorPlan, make_method
 from merger.pool import CheckpointPool
 from merger.safetensors_mmap import write_file
 
@@ -52,14 +51,16 @@ def export_merge(
     dtype: torch.dtype | None = None,
     max_shard_bytes: int = 2 * 1024**3,
     metadata: dict | None = None,
+    parameters: dict | None = None,
 ) -> Path:
     """Write the merge to `out_dir` (which must not exist, or be empty) and return it.
 
     `dtype` casts the floating tensors (None keeps the pool's). The directory holds
     `model.safetensors` (or HF shards + index), the pool's config.json (dtype updated),
-    generation and tokenizer files, and `mergekit.yaml`.
+    generation and tokenizer files, and `mergekit.yaml`. `parameters`: the method's own
+    (e.g. ties' density), see merger.task_vectors.
     """
-    method = make_method(pool, spec)
+    method = make_method(pool, spec, parameters)
     checked = method.check_weights(weights)  # fail before touching the disk
     if dtype is not None and dtype not in DTYPE_CONFIG_NAMES:
         raise ExportError(f"export dtype must be one of {', '.join(DTYPE_CONFIG_NAMES.values())}, got {dtype}")
@@ -72,11 +73,11 @@ def export_merge(
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        with fused.eager_only():  # one merge, bound by the disk write: not worth a compile
-            _write_weights(method, checked, tmp, dtype, max_shard_bytes, metadata)
+        plan = method.plan(weights)
+        _write_weights(method, plan, checked, tmp, dtype, max_shard_bytes, metadata)
         _copy_model_files(pool, tmp, dtype)
         out_dtype = dtype or pool.float_dtype or torch.float32
-        (tmp / "mergekit.yaml").write_text(mergekit_yaml(pool, spec, checked, out_dtype))
+        (tmp / "mergekit.yaml").write_text(mergekit_yaml(pool, method, plan, out_dtype))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private
         os.rename(tmp, out_dir)  # atomic; replaces an empty directory, fails on a filled one
     except BaseException:
@@ -87,6 +88,7 @@ def export_merge(
 
 def _write_weights(
     method: MergeMethod,
+    plan: TensorPlan,
     weights: list[float],
     tmp: Path,
     dtype: torch.dtype | None,
@@ -94,7 +96,6 @@ def _write_weights(
     metadata: dict | None,
 ) -> None:
     pool = method.pool
-    prepared = method.prepare(weights)
 
     def out_dtype(name: str) -> torch.dtype:
         own = pool.dtype(name)
@@ -112,8 +113,8 @@ def _write_weights(
 
     def fill(name: str, dt: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
         view = buffer[: sizes[name]].view(dt).view(shape)
-        with torch.no_grad():
-            method.merge_tensor(prepared, name, view, method.scratch)
+        # mergekit's own arithmetic (merger/exact.py), so mergekit.yaml reproduces it bit for bit.
+        method.merge_planned(plan, name, view, method.scratch)
         return view
 
     file_metadata = _file_metadata(pool, method, weights, metadata)
@@ -171,36 +172,32 @@ def _copy_model_files(pool: CheckpointPool, tmp: Path, dtype: torch.dtype | None
         shutil.copyfile(src / name, tmp / name)
 
 
-def mergekit_config(pool: CheckpointPool, spec: MergeSpec, weights: list[float], out_dtype: torch.dtype) -> dict:
+def mergekit_config(pool: CheckpointPool, method: MergeMethod, plan: TensorPlan, out_dtype: torch.dtype) -> dict:
     """mergekit's description of the same merge (`mergekit-yaml mergekit.yaml OUT`)."""
-    pool_dtype = pool.float_dtype or torch.float32
-    # mergekit merges in `dtype` and writes `out_dtype`. We sum in the pool dtype only
-    # when told to and the output keeps it; else in fp32 (see linear_combination).
-    compute = pool_dtype if spec.accumulate == "pool" and out_dtype == pool_dtype else torch.float32
+    compute = plan.compute or pool.float_dtype or torch.float32
     models = [
-        {"model": str(path), "parameters": {"weight": w}}
-        for name, path, w in zip(pool.names, pool.paths, weights)
-        if name != spec.base
+        {"model": str(pool.paths[i]), "parameters": {name: values[k] for name, values in plan.per_input.items()}}
+        for k, i in enumerate(plan.inputs)
+        if i != plan.base
     ]
-    if spec.base is None:
-        config: dict = {"merge_method": "linear", "models": models}
-    else:
-        base_path = pool.paths[pool.names.index(spec.base)]
-        config = {"merge_method": "task_arithmetic", "base_model": str(base_path), "models": models}
-    config["parameters"] = {"normalize": spec.normalize}
+    config: dict = {"merge_method": method.mergekit_name}
+    if plan.base is not None:
+        config["base_model"] = str(pool.paths[plan.base])
+    config["models"] = models
+    config["parameters"] = dict(plan.shared)
     config["dtype"] = DTYPE_CONFIG_NAMES.get(compute, "float32")
     if out_dtype != compute:
         config["out_dtype"] = DTYPE_CONFIG_NAMES[out_dtype]
     return config
 
 
-def mergekit_yaml(pool: CheckpointPool, spec: MergeSpec, weights: list[float], out_dtype: torch.dtype) -> str:
+def mergekit_yaml(pool: CheckpointPool, method: MergeMethod, plan: TensorPlan, out_dtype: torch.dtype) -> str:
     header = (
         f"# Written by recycle: this merge of pool {pool.spec.name!r} with mergekit.\n"
         "# Reproduce with: mergekit-yaml mergekit.yaml OUTPUT_DIR\n"
-        "# Weights are already clipped and normalized when normalize is true.\n"
+        "# Weights are already clipped and normalized when the search normalizes them.\n"
     )
-    return header + yaml.safe_dump(mergekit_config(pool, spec, weights, out_dtype), sort_keys=False)
+    return header + yaml.safe_dump(mergekit_config(pool, method, plan, out_dtype), sort_keys=False)
 
 
 def export_trial(search_id: str, spec: SearchSpec, result: TrialResult, out: Path,
@@ -212,7 +209,7 @@ def export_trial(search_id: str, spec: SearchSpec, result: TrialResult, out: Pat
     the floating tensors to (None keeps the pool's)."""
     pool = CheckpointPool.open(spec.pool, allowed_roots=allowed_roots)
     try:
-        metadata = {"search_id": search_id, "trial_id": result.trial_id, "source": result.proposal.source,
+        metadata = {"search_id": search_id, "trial_id": result.trial_id, "source": result.proposal.source.model_dump(),
                     "weights": dict(zip(spec.pool.names, result.proposal.weights)),
                     "scores": result.scores, "report": result.report, "exported_at": time.time()}
         export_merge(pool, spec.merge, list(result.proposal.weights), out, dtype=dtype, metadata=metadata)

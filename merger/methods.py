@@ -1,5 +1,13 @@
 """Merge methods: a registry of small classes (mergekit style), linear first.
 
+Each method declares its parameters (merger.parameters: name, type, scope, default,
+search range) as mergekit's methods do. It merges two ways: `merge_tensor` is the
+search's hot path below; `merge_planned` computes exactly what mergekit 0.1.5 computes
+for one tensor given resolved per-tensor parameters (a TensorPlan, merger/exact.py):
+exports and `recycle merge --config` write that, so `mergekit-yaml` reproduces them.
+Task-vector methods (task_arithmetic, ties, dare_linear, dare_ties) live in
+merger/task_vectors.py.
+
 A trial merges into preallocated outputs in place:
 
     acc.copy_(x_0).mul_(w_0); acc.add_(x_i, alpha=w_i) for each other checkpoint
@@ -20,21 +28,20 @@ One MergeMethod instance owns one scratch: use one instance per thread.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 
 from contracts.models import MergeSpec
 
-from merger import fused
+from merger import exact
 from merger.errors import MergerError, MethodError, WeightsError
+from merger.exact import Scratch
+from merger.linear_kernels import _copy_chunks, linear_combination
+from merger.parameters import Parameter, Scope
 from merger.pool import CheckpointPool
 from merger.segments import allocate_flat, flat_view
-
-# Elements per chunk: on the CPU 1M fp32 elements (4 MB) keep the accumulator and the
-# conversion buffer in L3; on an accelerator chunks only bound the scratch size.
-CPU_CHUNK_ELEMENTS = 1 << 20
-DEVICE_CHUNK_ELEMENTS = 1 << 26
 
 MERGE_METHODS: dict[str, type["MergeMethod"]] = {}
 
@@ -56,41 +63,129 @@ def get_method(name: str) -> type["MergeMethod"]:
         raise MethodError(f"unknown merge method {name!r}; known methods: {known}") from None
 
 
-def make_method(pool: CheckpointPool, spec: MergeSpec) -> "MergeMethod":
-    return get_method(spec.method)(pool, spec)
+def make_method(pool: CheckpointPool, spec: MergeSpec, parameters: Mapping[str, Any] | None = None) -> "MergeMethod":
+    return get_method(spec.method)(pool, spec, parameters)
 
 
-class Scratch:
-    """Grow-only reusable buffers, keyed by role, dtype and device."""
+@dataclass(frozen=True)
+class TensorPlan:
+    """One tensor's merge with every parameter resolved (mergekit's per-tensor task)."""
 
-    def __init__(self) -> None:
-        self._buffers: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
-
-    def get(self, role: str, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        key = (role, dtype, device)
-        buf = self._buffers.get(key)
-        if buf is None or buf.numel() < numel:
-            buf = self._buffers[key] = torch.empty(numel, dtype=dtype, device=device)
-        return buf[:numel]
+    inputs: tuple[int, ...]  # pool indices, in mergekit's order (the base included where listed)
+    base: int | None
+    per_input: Mapping[str, tuple]  # parameter -> one value per input
+    shared: Mapping[str, Any]
+    compute: torch.dtype | None  # mergekit's `dtype` (None: each tensor's stored dtype)
+    kind: exact.TaskVectorKind | None = None  # None: linear
+    # Integer/bool tensors that differ between inputs: mergekit refuses them ("error"); a search
+    # takes the first checkpoint's ("first").
+    buffers: str = "error"
 
 
 class MergeMethod:
     """Base class: validate weights, then merge tensor by tensor into given outputs.
 
     Subclasses implement `prepare` (weights -> whatever one merge needs, computed once)
-    and `merge_tensor` (fill one output tensor).
+    and `merge_tensor` (fill one output tensor), and declare their `parameters`.
     """
 
     name: ClassVar[str]
+    # What the method reads (mergekit's ParameterSpecs), `weight` included.
+    parameters: ClassVar[tuple[Parameter, ...]] = ()
+    # Parameters a search sets through the MergeSpec and the weights, not through `parameters=`.
+    set_by_spec: ClassVar[tuple[str, ...]] = ("weight",)
+    # Which mergekit kernel `merge_planned` runs (None: linear).
+    kind: ClassVar[exact.TaskVectorKind | None] = None
+    needs_base: ClassVar[bool] = False
 
-    def __init__(self, pool: CheckpointPool, spec: MergeSpec):
+    def __init__(self, pool: CheckpointPool, spec: MergeSpec, parameters: Mapping[str, Any] | None = None):
         if spec.base is not None and spec.base not in pool.names:
             raise MethodError(
                 f"merge base {spec.base!r} is not a checkpoint of pool {pool.spec.name!r} ({', '.join(pool.names)})"
             )
+        if self.needs_base and spec.base is None:
+            raise MethodError(f"merge method {self.name!r} needs a base: name a checkpoint of the pool as merge.base")
         self.pool = pool
         self.spec = spec
         self.scratch = Scratch()
+        self.values = self._check_parameters(dict(parameters or {}))
+        self.generator: torch.Generator | None = None  # random methods: None draws from torch's global RNG
+
+    def _check_parameters(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Each settable parameter's value: a scalar, or for per-input ones a list (one per checkpoint)."""
+        settable = {p.name: p for p in self.parameters if p.name not in self.set_by_spec}
+        unknown = sorted(set(given) - set(settable))
+        if unknown:
+            raise MethodError(
+                f"merge method {self.name!r} has no parameter {', '.join(map(repr, unknown))}; "
+                f"it takes: {', '.join(settable) or 'none besides the weights'}"
+            )
+        values = {}
+        for name, p in settable.items():
+            value = given.get(name, p.default)
+            if p.per_input and isinstance(value, (list, tuple)):
+                if len(value) != len(self.pool):
+                    raise MethodError(f"parameter {name!r}: {len(value)} values for the {len(self.pool)} checkpoints")
+                value = tuple(p.validate(v, f" of checkpoint {n!r}") for v, n in zip(value, self.pool.names))
+            else:
+                value = p.validate(value)
+            values[name] = value
+        return values
+
+    def value(self, name: str, index: int) -> Any:
+        v = self.values[name]
+        return v[index] if isinstance(v, tuple) else v
+
+    def compute_dtype(self) -> torch.dtype:
+        """mergekit's `dtype` for this spec: fp32, or the pool's own when told to sum in it."""
+        pool_dtype = self.pool.float_dtype or torch.float32
+        return pool_dtype if self.spec.accumulate == "pool" else torch.float32
+
+    def plan(self, weights: Sequence[float]) -> TensorPlan:
+        """The merge of these weights as mergekit runs it (the same plan for every tensor):
+        what exports write and describe in their mergekit.yaml."""
+        w = self.check_weights(weights)
+        if self.spec.base is None:
+            # Weights are already on the simplex when spec.normalize: mergekit must not divide again.
+            return TensorPlan(tuple(range(len(w))), None, {"weight": tuple(w)}, {"normalize": False},
+                              self.compute_dtype(), buffers="first")
+        base = self.pool.names.index(self.spec.base)
+        inputs = tuple(i for i in range(len(w)) if i != base)
+        per_input = {"weight": tuple(w[i] for i in inputs)}
+        per_input.update({name: tuple(self.value(name, i) for i in inputs)
+                          for name in self.values if self._declared(name).per_input})
+        shared = {"normalize": False, "lambda": 1.0, "rescale": False, "int8_mask": False}
+        shared.update({name: v for name, v in self.values.items() if not self._declared(name).per_input})
+        return TensorPlan(inputs + (base,), base, per_input, shared, self.compute_dtype(),
+                          self.kind or exact.TASK_ARITHMETIC, buffers="first")
+
+    @property
+    def mergekit_name(self) -> str:
+        return self.name
+
+    def _declared(self, name: str) -> Parameter:
+        return next(p for p in self.parameters if p.name == name)
+
+    def merge_planned(self, plan: TensorPlan, name: str, out: torch.Tensor, scratch: Scratch) -> None:
+        """Fill `out` with exactly what mergekit computes for tensor `name` under `plan`."""
+        pool = self.pool
+        xs = [pool.tensor(i, name) for i in plan.inputs]
+        if not pool.dtype(name).is_floating_point:
+            exact.copy_buffer(out, xs if plan.buffers == "error" else xs[:1], name)
+            return
+        compute = plan.compute or pool.dtype(name)
+        with torch.no_grad():
+            if plan.kind is None:
+                exact.linear(out, xs, plan.per_input["weight"], plan.shared["normalize"], compute, scratch)
+                return
+            others = [k for k, i in enumerate(plan.inputs) if i != plan.base]
+            densities = plan.per_input.get("density") or (1.0,) * len(plan.inputs)
+            exact.task_vectors(
+                out, pool.tensor(plan.base, name), [xs[k] for k in others], plan.kind,
+                [plan.per_input["weight"][k] for k in others], [densities[k] for k in others],
+                plan.shared["normalize"], plan.shared["rescale"], plan.shared["lambda"], plan.shared["int8_mask"],
+                compute, scratch, self.generator,
+            )
 
     def check_weights(self, weights: Sequence[float]) -> list[float]:
         """One finite weight per checkpoint; on the simplex (clipped, renormalized) when spec.normalize."""
@@ -152,12 +247,24 @@ class Linear(MergeMethod):
         merged = base + sum_{i != base} w_i (x_i - base)
     The base's own weight is ignored (check_weights reports it as 0). We compute it as
     (1 - sum_{i != base} w_i) * base + sum_{i != base} w_i x_i: the same linear
-    combination, with no per-tensor x_i - base temporaries.
+    combination, with no per-tensor x_i - base temporaries (so within rounding of what
+    mergekit's task_arithmetic computes; exports run `merge_planned`, mergekit's own order).
     """
 
-    def __init__(self, pool: CheckpointPool, spec: MergeSpec):
-        super().__init__(pool, spec)
+    parameters = (
+        Parameter("weight", float, Scope.INPUT, help="the checkpoint's coefficient"),
+        Parameter("normalize", bool, Scope.SHARED, True, help="divide by the sum of the weights"),
+    )
+    # A search's linear weights are normalized by MergeSpec.normalize (onto the simplex, clipped).
+    set_by_spec = ("weight", "normalize")
+
+    def __init__(self, pool: CheckpointPool, spec: MergeSpec, parameters: Mapping[str, Any] | None = None):
+        super().__init__(pool, spec, parameters)
         self.base_index = None if spec.base is None else pool.names.index(spec.base)
+
+    @property
+    def mergekit_name(self) -> str:
+        return "linear" if self.base_index is None else "task_arithmetic"
 
     def check_weights(self, weights: Sequence[float]) -> list[float]:
         w = super().check_weights(weights)
@@ -188,74 +295,6 @@ class Linear(MergeMethod):
         sources = [(self.pool.segment(i, number), c) for i, c in prepared]
         linear_combination(out, sources, scratch, accumulate_fp32=self.spec.accumulate == "float32")
         return True
-
-
-def linear_combination(
-    out: torch.Tensor,
-    sources: Sequence[tuple[torch.Tensor, float]],
-    scratch: Scratch,
-    accumulate_fp32: bool = True,
-) -> None:
-    """out = sum of c * x over `sources`, in place, allocating nothing once warm."""
-    # Sum straight into the output when it is wide enough, or when told to sum in the
-    # pool's own dtype; otherwise in an fp32 accumulator copied out at the end.
-    pool_dtype = sources[0][0].dtype if sources else out.dtype
-    direct = out.dtype in (torch.float32, torch.float64) or (not accumulate_fp32 and out.dtype == pool_dtype)
-    coeffs = [c for _, c in sources]
-    # The fused kernel sums in fp32: not for half outputs told to sum in their own dtype.
-    if (out.dtype == torch.float32 or not direct) and fused.combine(out, [x for x, _ in sources], coeffs):
-        return
-    for o, xs in _chunks(out, [x for x, _ in sources]):
-        _combine(o, xs, coeffs, scratch, direct)
-
-
-def _combine(o: torch.Tensor, xs: list[torch.Tensor], coeffs: list[float], scratch: Scratch, direct: bool) -> None:
-    device = o.device
-    acc = o if direct else scratch.get("acc", o.numel(), torch.float32, device).view(o.shape)
-    convert = None
-    for k, (x, c) in enumerate(zip(xs, coeffs)):
-        if x.device != device:
-            x = _stage(x, device, scratch)
-        if k == 0:
-            acc.copy_(x)  # copy_ converts dtypes without a temporary
-            if c != 1.0:
-                acc.mul_(c)
-            continue
-        if x.dtype != acc.dtype and device.type == "cpu":
-            # torch's CPU kernels would allocate a converted copy of x for a mixed-dtype
-            # add_ (CUDA casts inside the kernel); convert into a reused buffer instead.
-            if convert is None:
-                convert = scratch.get("convert", o.numel(), acc.dtype, device).view(o.shape)
-            x = convert.copy_(x)
-        acc.add_(x, alpha=c)
-    if not xs:
-        acc.zero_()
-    if acc is not o:
-        o.copy_(acc)
-
-
-def _chunks(out: torch.Tensor, sources: list[torch.Tensor]):
-    """(out piece, source pieces) covering `out`. Most tensors fit one chunk and are
-    used whole (no slicing: Python overhead is per op); a non-contiguous output too."""
-    step = CPU_CHUNK_ELEMENTS if out.device.type == "cpu" else DEVICE_CHUNK_ELEMENTS
-    n = out.numel()
-    if n <= step or not out.is_contiguous():
-        yield out, sources
-        return
-    flat, flats = out.view(-1), [x.view(-1) for x in sources]
-    for start in range(0, n, step):
-        yield flat[start : start + step], [x[start : start + step] for x in flats]
-
-
-def _stage(x: torch.Tensor, device: torch.device, scratch: Scratch) -> torch.Tensor:
-    # Pool and outputs on different devices: copy through a reused buffer there
-    # (a pool moved with to_device avoids this copy altogether).
-    return scratch.get("stage", x.numel(), x.dtype, device).view(x.shape).copy_(x)
-
-
-def _copy_chunks(out: torch.Tensor, x: torch.Tensor, scratch: Scratch) -> None:
-    for o, (xs,) in _chunks(out, [x]):
-        o.copy_(_stage(xs, o.device, scratch) if xs.device != o.device else xs)
 
 
 def check_outputs(pool: CheckpointPool, out: Mapping[str, torch.Tensor]) -> None:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import merger.methods as methods
+from merger import exact, linear_kernels
 from merger import fused
 from contracts.models import MergeSpec
 from merger import (
@@ -61,7 +62,8 @@ def raw_pool(raw_files):
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Chunks of 1000 elements, so tiny tensors take the multi-chunk path too."""
-    monkeypatch.setattr(methods, "CPU_CHUNK_ELEMENTS", 1000)
+    monkeypatch.setattr(linear_kernels, "CPU_CHUNK_ELEMENTS", 1000)
+    monkeypatch.setattr(exact, "CHUNK_ELEMENTS", 1000)
 
 
 # -- linear merges against the reference -------------------------------------------
@@ -240,8 +242,9 @@ def test_normalization(gpt2_pool):
 def test_registry():
     assert MERGE_METHODS["linear"] is Linear
     assert get_method("linear") is Linear
-    with pytest.raises(MethodError, match=r"unknown merge method 'ties'; known methods: .*linear"):
-        get_method("ties")
+    assert {"linear", "task_arithmetic", "ties", "dare_linear", "dare_ties"} <= set(MERGE_METHODS)
+    with pytest.raises(MethodError, match=r"unknown merge method 'slerp'; known methods: .*linear"):
+        get_method("slerp")
 
 
 def test_register_a_method(gpt2_pool, monkeypatch):
