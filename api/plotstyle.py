@@ -22,15 +22,15 @@ PLOT_STYLE: dict[str, dict] = {
 BASELINE_KINDS = ("single", "uniform", "greedy")
 
 
-def proposal_kind(source) -> tuple[str, str | None]:
-    """(kind, checkpoint) of a proposal's source (a contracts.Source, or the text older stores
-    hold, "single:<checkpoint>"): "single" with its checkpoint, "uniform", "greedy", else "trial"."""
-    kind, checkpoint = (source.kind, source.checkpoint) if hasattr(source, "kind") else (source.partition(":")[0], source.partition(":")[2] or None)
-    kind = getattr(kind, "value", kind)
-    return (kind, checkpoint if kind == "single" else None) if kind in BASELINE_KINDS else ("trial", None)
+def proposal_kind(source: Source) -> tuple[str, str | None]:
+    """(kind, checkpoint) as drawn: "single" with its checkpoint, "uniform", "greedy", else "trial".
+    (Text sources that older stores hold load as Source: see contracts.Source.)"""
+    if source.kind not in BASELINE_KINDS:
+        return "trial", None
+    return source.kind, source.checkpoint
 
 
-def trial_kind(source, on_front: bool) -> str:
+def trial_kind(source: Source, on_front: bool) -> str:
     """The kind a trial is drawn as, from its proposal's source."""
     kind, _ = proposal_kind(source)
     return "front" if kind == "trial" and on_front else kind

@@ -322,8 +322,7 @@ class Proposal(Frozen):
     trial_id: str = Field(min_length=1, max_length=160)
     number: int = Field(ge=0)
     weights: tuple[float, ...] = Field(min_length=1, max_length=256)
-    # Who proposed it: "single:<checkpoint>", "uniform", "greedy", or a strategy name.
-    source: str = Field(min_length=1, max_length=128)  # TYPED-SOURCE: becomes Source
+    source: Source
 
     @field_validator("weights")
     @classmethod

@@ -1,9 +1,9 @@
-"""Proposes merge weights and keeps the score: strategies, scalarization, the
+"""Proposes merge weights and keeps the score: proposal sources, strategies, the
 Pareto archive, search stores and the runtime-agnostic search driver."""
 
 from proposer.normalize import REFERENCE, Normalization, normalization_of
 from proposer.pareto import ParetoArchive, dominates, hypervolume
-from proposer.scalarize import Scalarizer, loss_vector
+from proposer.scalarize import loss_vector
 from proposer.search import SearchDriver, best_by_macro, summarize_search
 from proposer.store import MemoryStore, SearchExists, SearchStore, UnknownSearch
 from proposer.strategies import STRATEGIES, Strategy, make_strategy
@@ -14,7 +14,6 @@ __all__ = [
     "REFERENCE",
     "ParetoArchive",
     "STRATEGIES",
-    "Scalarizer",
     "SearchDriver",
     "SearchExists",
     "SearchStore",

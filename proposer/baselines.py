@@ -19,28 +19,29 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from contracts import Source
 from proposer.space import WeightSpace
 from proposer.strategies.base import Weights
 
 
-def fixed_baselines(space: WeightSpace, shrink: float = 0.0) -> list[tuple[str, Weights]]:
+def fixed_baselines(space: WeightSpace, shrink: float = 0.0) -> list[tuple[Source, Weights]]:
     """(source, pool weights): the singles in pool order, then the uniform soup, then (shrink > 0)
-    each searched checkpoint moved `shrink` towards the uniform soup ("shrunk:<name>")."""
+    each searched checkpoint moved `shrink` towards the uniform soup."""
     baselines = []
     for i, name in enumerate(space.names):
         weights = [0.0] * len(space.names)
         if name != space.base:
             weights[i] = 1.0
-        baselines.append((f"single:{name}", tuple(weights)))
+        baselines.append((Source(kind="single", checkpoint=name), tuple(weights)))
     if space.dim > 1:  # with one searched checkpoint the uniform soup is its single
         uniform = 1.0 / space.dim
-        baselines.append(("uniform", space.to_pool([uniform] * space.dim)))
+        baselines.append((Source(kind="uniform"), space.to_pool([uniform] * space.dim)))
         if shrink > 0:
             added = shrink * uniform  # each other checkpoint's weight
             own = 1.0 - shrink + added if space.normalize else 1.0  # task arithmetic: keep it whole
             for j, i in enumerate(space.searched):
                 weights = [own if k == j else added for k in range(space.dim)]
-                baselines.append((f"shrunk:{space.names[i]}", space.to_pool(weights)))
+                baselines.append((Source(kind="shrunk", checkpoint=space.names[i]), space.to_pool(weights)))
     return baselines
 
 

@@ -5,15 +5,10 @@
 state is rebuilt from the store on construction, so a restarted proposer resumes
 where the last one stopped.
 
-Trial order: the fixed baselines (each single checkpoint, then the uniform soup),
-then strategy proposals, with the greedy soup's steps slotted in as soon as the
-step before returned (each needs its predecessor's result). In the last
-`spec.dominance_probes` trials, probes at the singles no result dominates yet come
-first (proposer.dominance). With `spec.surrogate`,
-TPE and CMA-ES offer several candidates per ask and a quadratic surrogate of the
-tasks picks the one predicted to add most hypervolume (proposer.prescreen), or,
-every `spec.exploit_every` asks, the one predicted best on the macro-average where the
-surrogate is confident it beats the best seen.
+The next trial comes from the spec's proposal sources, asked in order, the first
+offer winning (proposer.sources): the fixed baselines, the greedy soup's next step,
+dominance probes in the last trials, and the strategy, pre-screened by the surrogate
+or not. The driver books proposals and results and tells the strategy the results.
 """
 
 from __future__ import annotations
@@ -21,23 +16,16 @@ from __future__ import annotations
 import threading
 from typing import Literal, Sequence
 
-import numpy as np
-
 from contracts import Proposal, SearchSpec, TrialResult, TrialStatus
-from proposer.baselines import fixed_baselines, greedy_candidate, soup_weights
-from proposer.dominance import dominance_probe
+from proposer.history import History
 from proposer.normalize import Normalization, n_anchor_trials, normalization_of
 from proposer.pareto import ParetoArchive
-from proposer.prescreen import HypervolumePrescreen
-from proposer.scalarize import Scalarizer, loss_vector
+from proposer.scalarize import loss_vector
+from proposer.sources import sources_for
 from proposer.space import WeightSpace
 from proposer.store import SearchStore
 from proposer.strategies import make_strategy
-from proposer.strategies.base import Weights, derived_seed
-
-Scalarization = Literal["mean", "parego"]
-# Key that keeps ParEGO's weight draws independent of the strategy's draws.
-_PAREGO_STREAM = 1
+from proposer.strategies.base import Weights
 
 
 def best_by_macro(
@@ -59,35 +47,21 @@ def best_by_macro(
 class SearchDriver:
     """Proposals and results of one search.
 
-    scalarization: "mean" tells every strategy the macro-average. "parego" also
-    draws Chebyshev weights ~ Dirichlet(1) for every ask and relabels the whole
-    history with them first (strategies that cannot relabel, CMA-ES and random,
-    keep the macro-average).
-
     The first trials, one per pool checkpoint (the singles when baselines are on), are
     the anchors of the normalized scale (proposer.normalize): strategies are told the
     normalized macro-average, so results that return before every anchor has settled are
-    told once it has, in the order they came. (ParEGO scales objectives over every
-    result so far, see `_relabel`.)
+    told once it has, in the order they came.
     """
 
-    def __init__(
-        self,
-        search_id: str,
-        spec: SearchSpec,
-        store: SearchStore,
-        scalarization: Scalarization = "mean",
-    ):
-        if scalarization not in ("mean", "parego"):
-            raise ValueError(f"unknown scalarization {scalarization!r}; known: mean, parego")
+    def __init__(self, search_id: str, spec: SearchSpec, store: SearchStore):
         self.search_id = search_id
         self.spec = spec
         self.store = store
-        self.scalarization = scalarization
         self.objectives = spec.objectives
         self.space = WeightSpace(spec)
-        self.strategy = make_strategy(spec.strategy, self.space.dim, spec.seed, self.space.normalize, spec.max_weight)
-        self._baselines = fixed_baselines(self.space, spec.shrunk_singles) if spec.baselines else []
+        self.strategy = make_strategy(spec.strategy, self.space.dim, spec.seed, self.space.normalize, spec.max_weight,
+                                      spec.algorithm.candidates)
+        self.sources = sources_for(spec, self.space, self.strategy)
         self.n_anchors = n_anchor_trials(spec)
         self.normalization: Normalization | None = None
         self._untold: list[TrialResult] = []  # results waiting for the scale before the strategy hears of them
@@ -96,19 +70,20 @@ class SearchDriver:
         # Per ok trial: (strategy weights, loss vector), what the pre-screening surrogate reads.
         self._points: dict[int, tuple[Weights, list[float]]] = {}
         self._archive = ParetoArchive(self.objectives)
+        self.history = History(self.space, self._proposals, self._results, self._points, self._archive, self._loss)
         self._lock = threading.RLock()
         self._resume()
 
     def _resume(self) -> None:
         proposals = self.store.proposals(self.search_id)
         results = self.store.results(self.search_id)
-        self._proposals = {p.number: p for p in proposals}
+        self._proposals.update((p.number, p) for p in proposals)
         for result in results:
             self._take(result)
         told = results if self.normalization is not None else []
         self._untold = [] if self.normalization is not None else list(results)
         self.strategy.restore(
-            [(p.number, self.space.to_strategy(p.weights)) for p in proposals if p.source == self.strategy.name],
+            [(p.number, self.space.to_strategy(p.weights)) for p in proposals if p.source.kind == self.strategy.name],
             [self._observation(r) for r in told],
         )
 
@@ -120,7 +95,8 @@ class SearchDriver:
         with self._lock:
             while len(made) < n and len(self._proposals) < self.spec.budget:
                 number = len(self._proposals)  # numbers run 0, 1, 2, ...
-                source, weights = self._next(number)
+                # The strategy source always offers, so some source does.
+                source, weights = next(o for s in self.sources if (o := s.offer(number, self.history)) is not None)
                 proposal = Proposal(
                     search_id=self.search_id,
                     trial_id=Proposal.make_trial_id(self.search_id, number),
@@ -132,86 +108,6 @@ class SearchDriver:
                 self._proposals[number] = proposal
                 made.append(proposal)
         return made
-
-    def _next(self, number: int) -> tuple[str, Weights]:
-        if number < len(self._baselines):
-            return self._baselines[number]
-        members = self._greedy_members()
-        if members is not None:
-            return "greedy", self.space.to_pool(soup_weights(members, self.space.dim))
-        if number >= self.spec.budget - self.spec.dominance_probes:
-            probe = self._dominance_probe()
-            if probe is not None:
-                return probe
-        if self.scalarization == "parego":
-            self._relabel(number)
-        pick = None
-        if self.spec.surrogate and self.strategy.n_candidates > 1:
-            # Hypervolume picks spread the trials along the front; alone they left the best
-            # macro-average to the greedy soup on the SmolLM2 pool (held-out -0.012 / -0.008
-            # for TPE / CMA-ES, significant); exploiting asks cut that to -0.004 / -0.002
-            # (the hypervolume tradeoff: see SearchOptions.exploit_every).
-            exploit = self.spec.exploit_every > 0 and number % self.spec.exploit_every == 0
-
-            # Fitted only when the strategy offers candidates (TPE's random startup does not).
-            def pick(candidates: Sequence[Weights]) -> int:
-                screen = self._prescreen()
-                chosen = screen.pick_exploiting(candidates) if exploit else None
-                return screen.pick(candidates) if chosen is None else chosen
-        [x] = self.strategy.ask([number], pick=pick)
-        return self.strategy.name, self.space.to_pool(x)
-
-    def _prescreen(self) -> HypervolumePrescreen:
-        """A surrogate of every task, fitted to the results so far (see proposer.prescreen)."""
-        return HypervolumePrescreen(self._observed(), self._pending_weights(), on_simplex=self.space.normalize,
-                                    front=self._front_losses())
-
-    def _observed(self) -> list[tuple[Weights, list[float]]]:
-        """(strategy weights, loss vector) of every ok trial, in trial order."""
-        return [self._points[n] for n in sorted(self._points)]
-
-    def _pending_weights(self) -> list[Weights]:
-        return [self.space.to_strategy(p.weights) for n, p in self._proposals.items() if n not in self._results]
-
-    def _front_losses(self) -> list[list[float]]:
-        return [self._points[r.proposal.number][1] for r in self._archive.front]
-
-    def _dominance_probe(self) -> tuple[str, Weights] | None:
-        """The end game's next probe at a single checkpoint no result dominates (proposer.dominance)."""
-        if not self.spec.baselines:
-            return None
-        # Singles are the first trials, numbered by pool index.
-        singles = {j: self._points[i][1] for j, i in enumerate(self.space.searched) if i in self._points}
-        aimed = dominance_probe(singles, self._front_losses(), self._observed(), self._pending_weights(),
-                                dim=self.space.dim, on_simplex=self.space.normalize)
-        if aimed is None:
-            return None
-        single, weights = aimed
-        return f"probe:{self.space.names[self.space.searched[single]]}", self.space.to_pool(weights)
-
-    def _greedy_members(self) -> tuple[int, ...] | None:
-        """Members of the greedy soup's next step if it can be proposed now."""
-        if not self.spec.baselines:
-            return None
-        # Singles are the first trials, numbered by pool index.
-        singles = [self._results.get(i) for i in self.space.searched]
-        steps = [p for _, p in sorted(self._proposals.items()) if p.source == "greedy"]
-        step_results = [self._results.get(p.number) for p in steps]
-        if None in singles or None in step_results:
-            return None
-        return greedy_candidate(
-            [self._loss(r) for r in singles], [self._loss(r) for r in step_results]
-        )
-
-    def _relabel(self, number: int) -> None:
-        rng = np.random.default_rng(derived_seed(self.spec.seed, number, _PAREGO_STREAM))
-        lam = rng.dirichlet(np.ones(len(self.objectives)))
-        # Scaled over every result so far, not just the baselines: a merge better than every
-        # baseline would get a negative value, and a larger weight on a negative value rewards
-        # being worse there (the Chebyshev max then picks the wrong objective).
-        ok = {n: r for n, r in self._results.items() if r.status is TrialStatus.ok}
-        scalarizer = Scalarizer(self.objectives, [r.scores for r in ok.values()])
-        self.strategy.relabel({n: scalarizer.chebyshev(r.scores, lam) for n, r in ok.items()})
 
     # -- results ----------------------------------------------------------------
 
@@ -321,7 +217,9 @@ def describe(result: TrialResult, normalization: Normalization) -> dict:
     has_report = names <= set(result.report)
     return {
         "trial_id": result.trial_id,
-        "source": result.proposal.source,
+        "source": str(result.proposal.source),
+        "kind": result.proposal.source.kind,
+        "checkpoint": result.proposal.source.checkpoint,
         "weights": list(result.proposal.weights),
         "macro_average": normalization.macro(result.scores),
         "report_macro_average": normalization.macro(result.report) if has_report else None,

@@ -12,6 +12,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from contracts import Source
+
 RECYCLE = str(Path(sys.executable).parent / "recycle")
 
 
@@ -33,7 +35,7 @@ def test_run_a_search_from_yaml(demo_pool, tmp_path):
 
     trials = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
     assert len(trials) == 10 and len({t["proposal"]["trial_id"] for t in trials}) == 10
-    sources = [t["proposal"]["source"] for t in sorted(trials, key=lambda t: t["proposal"]["number"])]
+    sources = [str(Source.model_validate(t["proposal"]["source"])) for t in sorted(trials, key=lambda t: t["proposal"]["number"])]
     n = len(demo_pool.pool.names)
     assert sources[:n] == [f"single:{name}" for name in demo_pool.pool.names] and sources[n] == "uniform"
     assert "cmaes" in sources
@@ -66,13 +68,13 @@ def test_run_a_task_arithmetic_search_as_the_demo_does(demo_pool, tmp_path):
     names = demo_pool.pool.names
     base = names.index(merge.base)
     assert len(trials) == 12 and all(t["status"] == "ok" for t in trials)
-    first = [(t["proposal"]["source"], t["proposal"]["weights"]) for t in trials[: len(names)]]
+    first = [(str(Source.model_validate(t["proposal"]["source"])), t["proposal"]["weights"]) for t in trials[: len(names)]]
     assert first[0] == (f"single:{merge.base}", [0.0] * len(names))  # the base model alone
     for i, (source, weights) in enumerate(first[1:], start=1):
         assert source == f"single:{names[i]}" and weights[i] == 1.0 and sum(weights) == 1.0
     # Every proposal leaves the base's own weight at 0 and stays in [0, max_weight], unnormalized.
     assert all(t["proposal"]["weights"][base] == 0.0 and all(0 <= w <= 1.25 for w in t["proposal"]["weights"]) for t in trials)
-    shrunk = [t["proposal"]["weights"] for t in trials if t["proposal"]["source"].startswith("shrunk")]
+    shrunk = [t["proposal"]["weights"] for t in trials if t["proposal"]["source"]["kind"] == "shrunk"]
     assert shrunk and all(max(w) == 1.0 and sum(w) > 1.0 for w in shrunk)  # a whole specialist plus a share of the others
     summary = json.loads((out / "summary.json").read_text())
     assert summary["done"] == 12 and summary["held_out"]["best_single"] > 0

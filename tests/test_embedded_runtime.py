@@ -41,7 +41,7 @@ def test_a_search_is_the_same_whichever_thread_finishes_first(demo_pool, tmp_pat
     # Recorded in trial order, and every proposal and score identical in both runs.
     assert [r["proposal"]["number"] for r in odd_slow] == list(range(16))
     assert trials(odd_slow) == trials(even_slow)
-    assert any(r["proposal"]["source"] == strategy for r in odd_slow)  # the strategy itself was asked
+    assert any(r["proposal"]["source"]["kind"] == strategy for r in odd_slow)  # the strategy itself was asked
 
 
 def test_a_resumed_search_runs_the_trials_it_had_in_flight(demo_pool, tmp_path):

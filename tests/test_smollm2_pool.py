@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 
 def proposal(number: int, weights: list[float]) -> Proposal:
     return Proposal(search_id="s", trial_id=Proposal.make_trial_id("s", number), number=number,
-                    weights=tuple(weights), source="test")
+                    weights=tuple(weights), source="tpe")
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ def test_verdict_compares_each_search_s_merge_with_every_baseline(runs, demo_poo
 def test_the_selected_merge_is_the_strategy_s_best_on_the_search_split(runs):
     verdict = held_out_verdict({"tpe": runs["tpe"]}, resamples=200)
     spec, results = runs["tpe"]
-    merges = [r for r in results if r.proposal.source == "tpe" and r.status.value == "ok"]  # not the soups
+    merges = [r for r in results if r.proposal.source.kind == "tpe" and r.status.value == "ok"]  # not the soups
     assert verdict.entry("optimized merge").result == min(merges, key=lambda r: macro(r, spec.objectives, "scores"))
     summary = verdict.as_dict()
     assert set(summary["paired_bootstrap"]["optimized merge"]) == set(BASELINES)

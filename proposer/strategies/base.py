@@ -11,14 +11,11 @@ instead of pickling it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, ClassVar, Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
 Weights = tuple[float, ...]
-# Chooses one of a strategy's candidates for a trial (see proposer.prescreen): an index.
-# TRANSITIONAL: only `ask(numbers, pick)` takes it; proposal sources use sample/propose.
-Pick = Callable[[Sequence[Weights]], int]
 
 
 def derived_seed(seed: int, *keys: int) -> int:
@@ -67,13 +64,11 @@ class Strategy(ABC):
     def _proposed(self, number: int, weights: Weights) -> None:
         """What a strategy with state does with a proposal (default: nothing)."""
 
-    def ask(self, numbers: Sequence[int], pick: Pick | None = None) -> list[Weights]:
-        """Sample and propose in one step; each ask sees the earlier ones as pending.
-        With `pick` (TRANSITIONAL), `n_candidates` are drawn and `pick` chooses one."""
+    def ask(self, numbers: Sequence[int]) -> list[Weights]:
+        """Sample and propose the favourite, per number; each ask sees the earlier ones as pending."""
         chosen = []
         for number in numbers:
-            candidates = self.sample(number, self.n_candidates if pick else 1)
-            weights = candidates[pick(candidates)] if pick and len(candidates) > 1 else candidates[0]
+            [weights] = self.sample(number, 1)
             self.propose(number, weights)
             chosen.append(weights)
         return chosen
@@ -86,10 +81,6 @@ class Strategy(ABC):
     @abstractmethod
     def _tell(self, number: int, weights: Weights, loss: float | None) -> None:
         """What the strategy learns from a result."""
-
-    def relabel(self, losses: dict[int, float]) -> bool:
-        """Replace the losses of told trials (rescalarization). False: not supported."""
-        return False
 
     def restore(
         self,

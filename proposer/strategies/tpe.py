@@ -122,13 +122,6 @@ class TPEStrategy(Strategy):
         doc["result"] = {"status": "ok", "loss": float(loss)} if loss is not None else {"status": "fail"}
         doc["state"] = JOB_STATE_DONE
 
-    def relabel(self, losses: dict[int, float]) -> bool:
-        for number, loss in losses.items():
-            doc = self._docs.get(number)
-            if doc is not None and doc["result"].get("status") == "ok":
-                doc["result"]["loss"] = float(loss)
-        return True
-
     def restore(self, asked: Sequence[tuple[int, Weights]], told: Sequence[tuple[int, Weights, float | None]]) -> None:
         for number, weights in asked:
             self._insert(number, weights)

@@ -17,17 +17,13 @@ from api.plotstyle import PLOT_STYLE, trial_kind
 from contracts import SearchSpec, TrialResult, TrialStatus
 from proposer import Normalization, ParetoArchive, normalization_of
 
-BASELINE_SOURCES = ("uniform", "greedy")
-
-
 def is_single(result: TrialResult) -> bool:
-    return result.proposal.source.startswith("single:")
+    return result.proposal.source.kind == "single"
 
 
 def is_baseline(result: TrialResult) -> bool:
     """A trial every search makes (singles, soups, shrunk singles), not the strategy's proposal."""
-    source = result.proposal.source
-    return is_single(result) or source in BASELINE_SOURCES or source.startswith("shrunk:")
+    return result.proposal.source.is_baseline
 
 
 def macro(result: TrialResult, normalization: Normalization, split: str) -> float:
@@ -63,8 +59,8 @@ def compare(results: list[TrialResult], normalization: Normalization) -> Compari
 
     return Comparison(
         best_single=best(singles, "report"),
-        uniform=best([r for r in ok if r.proposal.source == "uniform"], "scores"),  # one per search
-        greedy=best([r for r in ok if r.proposal.source == "greedy"], "scores"),
+        uniform=best([r for r in ok if r.proposal.source.kind == "uniform"], "scores"),  # one per search
+        greedy=best([r for r in ok if r.proposal.source.kind == "greedy"], "scores"),
         best_merge=best(optimized, "scores"),
         normalization=normalization,
     )
@@ -86,7 +82,7 @@ def print_front(results: list[TrialResult], spec: SearchSpec, console: Console |
     for result in results:
         archive.add(result)
     shown = {r.trial_id: r for r in results
-             if r.status is TrialStatus.ok and (is_single(r) or r.proposal.source in BASELINE_SOURCES)}
+             if r.status is TrialStatus.ok and r.proposal.source.kind in ("single", "uniform", "greedy")}
     shown.update({r.trial_id: r for r in archive.front})
     front_ids = {r.trial_id for r in archive.front}
 
@@ -103,7 +99,7 @@ def print_front(results: list[TrialResult], spec: SearchSpec, console: Console |
     for result in sorted(shown.values(), key=lambda r: macro(r, normalization, "scores")):
         table.add_row(
             str(result.proposal.number),
-            result.proposal.source,
+            str(result.proposal.source),
             "★" if result.trial_id in front_ids else "",
             f"{macro(result, normalization, 'scores'):.4f}",
             f"{macro(result, normalization, 'report'):.4f}" if result.report else "-",
@@ -196,7 +192,7 @@ def front_figure(results, objectives, split: str = "scores", title: str = ""):
             if kind == "single":
                 for result in members:
                     (x,), (y,) = xy([result])
-                    axis.annotate(result.proposal.source.split(":", 1)[1], (x, y), fontsize=8,
+                    axis.annotate(result.proposal.source.checkpoint, (x, y), fontsize=8,
                                   xytext=(4, 3), textcoords="offset points")
         axis.set_xlabel("trial number" if i is None else f"{objectives[i].name} ({objectives[i].direction.value})")
         axis.set_ylabel(f"{y_name} ({objectives[j].direction.value})")

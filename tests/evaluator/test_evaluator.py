@@ -18,7 +18,7 @@ from evaluator.tasks import LanguageModelLoss, MultipleChoice
 
 def proposal(weights, number=0) -> Proposal:
     return Proposal(search_id="s", trial_id=Proposal.make_trial_id("s", number), number=number,
-                    weights=tuple(weights), source="test")
+                    weights=tuple(weights), source="tpe")
 
 
 @pytest.fixture(scope="module")

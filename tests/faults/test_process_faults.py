@@ -207,7 +207,7 @@ def test_proposer_killed_and_restarted_mid_search(stack, pool_id, demo_pool):
     proposals = outcome["proposals"]
     assert [p.number for p in proposals] == list(range(budget))
     assert len({p.trial_id for p in proposals}) == budget
-    assert {p.source for p in proposals} >= {"cmaes", "uniform"}
+    assert {p.source.kind for p in proposals} >= {"cmaes", "uniform"}
     stored = {p.trial_id: p for p in proposals}
     # Every result any worker published (duplicates included) ran the stored proposal.
     assert outcome["published"] and all(r.proposal == stored[r.trial_id] for r in outcome["published"])

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from api.plotstyle import PLOT_STYLE, trial_kind
-from contracts import SearchStatus
+from contracts import SearchStatus, Source
 from proposer.redis_store import RedisStore
 from tests.conftest import TEST_REDIS_URL, free_port
 from tests.recorded_search import record_search
@@ -19,7 +19,7 @@ ALWAYS_IN_LEGEND = {"single", "front", "trial"}
 
 
 def expected_kinds(trials: list[dict], front: list[str]) -> dict[str, str]:
-    return {t["proposal"]["trial_id"]: trial_kind(t["proposal"]["source"], t["proposal"]["trial_id"] in front)
+    return {t["proposal"]["trial_id"]: trial_kind(Source.model_validate(t["proposal"]["source"]), t["proposal"]["trial_id"] in front)
             for t in trials if t["status"] == "ok"}
 
 

@@ -116,7 +116,7 @@ def test_the_end_game_dominates_the_singles_a_search_leaves_undominated():
     _, probed = search(strategy="random", budget=24, seed=3, dominance_probes=6)
 
     def undominated(results):
-        singles = {r.proposal.source: losses(r) for r in results if r.proposal.source.startswith("single:")}
+        singles = {str(r.proposal.source): losses(r) for r in results if r.proposal.source.kind == "single"}
         others = [losses(r) for r in results]
         return sorted(name for name, point in singles.items() if not any(dominates(p, point) for p in others))
 
@@ -124,8 +124,8 @@ def test_the_end_game_dominates_the_singles_a_search_leaves_undominated():
     assert undominated(probed) == []
     probes = {}
     for result in sorted(probed, key=lambda r: r.proposal.number):
-        if result.proposal.source.startswith("probe:"):
-            probes.setdefault(result.proposal.source, []).append(result.proposal.weights)
+        if result.proposal.source.kind == "probe":
+            probes.setdefault(str(result.proposal.source), []).append(result.proposal.weights)
     # Each c is beaten near itself at the fitted step (the greedy soup gave the 50/50 point on their line).
     assert probes["probe:c0"] == [pytest.approx((0.84, 0.16, 0.0, 0.0))]
     assert probes["probe:c1"] == [pytest.approx((0.16, 0.84, 0.0, 0.0))]

@@ -140,16 +140,6 @@ def test_tpe_knows_pending_and_external_trials():
     assert docs[6]["result"]["status"] == "fail"
 
 
-def test_tpe_relabel_rewrites_told_losses():
-    tpe = TPEStrategy(3, 0, True)
-    for number, weights in enumerate(tpe.ask(range(4))):
-        tpe.tell(number, weights, float(number))
-    assert tpe.relabel({0: 9.0, 2: 7.0})
-    losses = {d["tid"]: d["result"]["loss"] for d in tpe.window()}
-    assert losses == {0: 9.0, 1: 1.0, 2: 7.0, 3: 3.0}
-    assert not make_strategy("cmaes", 3, 0, True).relabel({0: 1.0})
-
-
 def test_tpe_window_caps_the_history():
     tpe = TPEStrategy(16, 0, True)
     rng = np.random.default_rng(0)
