@@ -34,6 +34,20 @@ ERRORS = {
     "422": answer("invalid input: the message names the problem", ERROR),
     "503": answer("the store (Redis) is unavailable; retry shortly", ERROR),
 }
+WORKER = {
+    "type": "object",
+    "required": ["id", "host", "device", "pools", "current_trial", "last_heartbeat", "alive", "trials_done"],
+    "properties": {
+        "id": {"type": "string"}, "host": {"type": "string"}, "device": {"type": "string"},
+        "pools": {"type": "array", "items": {"type": "string"}},
+        "current_trial": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["search_id", "trial_id"], "properties": {
+            "search_id": {"type": "string"}, "trial_id": {"type": "string"}}}]},
+        "last_heartbeat": {"type": "number", "description": "unix time"},
+        "alive": {"type": "boolean"}, "trials_done": {"type": "integer"},
+    },
+}
+WORKERS = {"type": "object", "required": ["workers", "stale_after_s"],
+           "properties": {"workers": {"type": "array", "items": WORKER}, "stale_after_s": {"type": "number"}}}
 SEARCH_ID = {"name": "search_id", "in": "path", "required": True, "schema": {"type": "string"}}
 POOL_ID = {"name": "pool_id", "in": "path", "required": True, "schema": {"type": "string"}}
 BEARER = [{"bearer": []}]
@@ -89,6 +103,8 @@ def openapi_document() -> dict:
                                   request=ref("SearchCreate"), secured=True, errors=("400", "401", "404", "413", "422")),
                 "get": operation("list searches with status and progress", {"200": answer("searches")}, errors=("401",)),
             },
+            "/v1/workers": {"get": operation("worker processes: heartbeat, current trial, alive",
+                                             {"200": answer("workers", WORKERS)}, errors=("401",))},
             "/v1/searches/{search_id}": {"get": operation("status, counts, best, hypervolume", {"200": answer("search")}, params=[SEARCH_ID], errors=reads)},
             "/v1/searches/{search_id}/trials": {
                 "get": operation(

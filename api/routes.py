@@ -182,6 +182,15 @@ def get_front(search_id: str):
     return jsonify({"hypervolume": summary["hypervolume"], "front": [r.model_dump(mode="json") for r in results]})
 
 
+@blueprint.get("/v1/workers")
+@require_read_access
+def list_workers():
+    """Every worker process's last heartbeat; one silent past the lease TTL is not alive."""
+    stale_after_s = current_app.config["RECYCLE_SETTINGS"].lease_ttl_s
+    now = time.time()
+    return jsonify({"workers": [w.view(now, stale_after_s) for w in store().workers()], "stale_after_s": stale_after_s})
+
+
 # Only the three actions match: a catch-all <action> would also claim POST .../trials and
 # .../front (401/404 instead of 405, and an Allow header listing POST for them).
 @blueprint.post("/v1/searches/<search_id>/<any(pause, resume, cancel):action>")

@@ -9,6 +9,7 @@ import time
 
 from api.plotstyle import proposal_kind
 from contracts import SearchStatus, TrialStatus
+from contracts.liveness import LEASE_TTL_S
 from proposer import Normalization, normalization_of, summarize_search
 from proposer.normalize import REFERENCE, n_anchor_trials
 
@@ -45,7 +46,7 @@ def activity(results, status: str, in_flight: int, now: float) -> dict:
             "stalled": stalled}
 
 
-def search_view(store, search_id: str, spec) -> dict:
+def search_view(store, search_id: str, spec, stale_after_s: float = LEASE_TTL_S) -> dict:
     proposals, results = store.proposals(search_id), store.results(search_id)
     summary = summarize_search(spec, proposals, results)
     status = store.get_status(search_id).value
@@ -67,7 +68,14 @@ def search_view(store, search_id: str, spec) -> dict:
         # The scale (and the hypervolume) waits for these trials, the single checkpoints.
         "anchors": {"needed": needed, "settled": settled, "reference": REFERENCE},
         "activity": activity(results, status, summary["in_flight"], time.time()),
+        "workers_alive": workers_alive(store, time.time(), stale_after_s),
     }
+
+
+def workers_alive(store, now: float, stale_after_s: float = LEASE_TTL_S) -> int:
+    """Worker processes whose heartbeat is fresh (contracts/liveness.py): none while trials
+    are in flight means nobody is working on them."""
+    return sum(w.alive(now, stale_after_s) for w in store.workers())
 
 
 def trial_row(result, normalization: Normalization | None) -> dict:

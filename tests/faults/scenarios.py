@@ -41,6 +41,7 @@ class Kill:
     trial_id: str
     whole: bool  # the whole worker (main process and pool) or only the pool process
     at: float
+    wall: float = 0.0  # unix time of the kill
 
 
 class FaultStack(Stack):
@@ -224,12 +225,13 @@ def worker_kills(stack: FaultStack, pool_id: str, tasks, kills: int = 10, whole_
 
     Most kills hit the pool process that runs the trial (what the OOM killer picks): the
     worker's main process sees it die and requeues the trial at once
-    (task_reject_on_worker_lost). The last `whole_kills` kill the whole worker, main
-    process included, and start it again: no one is left to requeue, so the trial comes
-    back through the broker's visibility timeout (lowered for this stack), handed out by
-    the worker that stayed alive. Kills are spread over the first half of the search (the
-    i-th waits until i/kills of half the budget has results), so a trial to kill is always
-    at hand: the search must not run out of budget before the last kill.
+    (task_reject_on_worker_lost), and the next process takes over the dead one's lease.
+    The last `whole_kills` kill the whole worker, main process included, and start it
+    again: no one is left to requeue, so the trial comes back when its lease lapses
+    (the proposer sends it again), handed out to whichever worker is free. Kills are
+    spread over the first half of the search (the i-th waits until i/kills of half the
+    budget has results), so a trial to kill is always at hand: the search must not run
+    out of budget before the last kill.
     """
     search_id = stack.start_search(pool_id, tasks, budget=budget, concurrency=2, trial_timeout_s=600)
     done: list[Kill] = []
@@ -242,12 +244,13 @@ def worker_kills(stack: FaultStack, pool_id: str, tasks, kills: int = 10, whole_
             raise AssertionError(f"the search ran out of budget after {len(done)} kills")
         # Only workers whose pool process is up: a restarted one may still be importing.
         name, pid, trial = stack.freeze_mid_trial(stack.workers, search_id, whole=whole)
+        wall = time.time()
         if whole:
             stack.kill(name)  # SIGKILL to the process group: main process and pool
             stack.restart(name)
         else:
             os.kill(pid, signal.SIGKILL)
-        done.append(Kill(name, pid, trial, whole, time.monotonic() - started))
+        done.append(Kill(name, pid, trial, whole, time.monotonic() - started, wall))
     view = stack.wait_completed(search_id)
     for worker in stack.workers:
         stack.wait_worker_ready(worker)
@@ -259,7 +262,7 @@ def worker_kills(stack: FaultStack, pool_id: str, tasks, kills: int = 10, whole_
     survived = [k for k in done
                 if by_id.get(k.trial_id, {}).get("status") == "ok"
                 and int(by_id[k.trial_id]["worker"].rpartition(":")[2]) != k.pid
-                and any(e[3] for e in reruns[k.trial_id])]
+                and reruns[k.trial_id]]
     counted = total(stack.metrics("proposer"), "recycle_trials_total", search=search_id)
     return {
         "search_id": search_id,
@@ -273,9 +276,29 @@ def worker_kills(stack: FaultStack, pool_id: str, tasks, kills: int = 10, whole_
         "counted": counted,
         "duplicates_counted": counted - len(by_id),
         "executions": len([r for r in stack.published() if r.search_id == search_id]),
+        "recovery_s": [rerun_delay(stack, k) for k in done],
         "worker_gauges": {w: {k: v for k, v in stack.metrics(w).items() if k in ("recycle_worker_processes", "recycle_worker_busy")}
                           for w in stack.workers},
     }
+
+
+def started_times(stack: FaultStack, trial_id: str) -> list[tuple[float, int]]:
+    """(unix time, pid) of every start of a trial, from the workers' log lines (their
+    timestamps are the logging default, local time with milliseconds)."""
+    found = []
+    for worker in stack.workers:
+        for line in stack.log(worker, tail=None).splitlines():
+            match = STARTED.search(line)
+            if match and match[1] == trial_id:
+                stamp = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + int(line[20:23]) / 1000
+                found.append((stamp, int(match[2])))
+    return sorted(found)
+
+
+def rerun_delay(stack: FaultStack, kill: Kill) -> float | None:
+    """Seconds from a kill to its trial starting again in another process (None: never)."""
+    return next((round(at - kill.wall, 2) for at, pid in started_times(stack, kill.trial_id) if pid != kill.pid
+                 and at >= kill.wall - 0.01), None)
 
 
 # -- 2: the proposer killed and restarted ----------------------------------------------
