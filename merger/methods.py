@@ -168,24 +168,7 @@ class MergeMethod:
 
     def merge_planned(self, plan: TensorPlan, name: str, out: torch.Tensor, scratch: Scratch) -> None:
         """Fill `out` with exactly what mergekit computes for tensor `name` under `plan`."""
-        pool = self.pool
-        xs = [pool.tensor(i, name) for i in plan.inputs]
-        if not pool.dtype(name).is_floating_point:
-            exact.copy_buffer(out, xs if plan.buffers == "error" else xs[:1], name)
-            return
-        compute = plan.compute or pool.dtype(name)
-        with torch.no_grad():
-            if plan.kind is None:
-                exact.linear(out, xs, plan.per_input["weight"], plan.shared["normalize"], compute, scratch)
-                return
-            others = [k for k, i in enumerate(plan.inputs) if i != plan.base]
-            densities = plan.per_input.get("density") or (1.0,) * len(plan.inputs)
-            exact.task_vectors(
-                out, pool.tensor(plan.base, name), [xs[k] for k in others], plan.kind,
-                [plan.per_input["weight"][k] for k in others], [densities[k] for k in others],
-                plan.shared["normalize"], plan.shared["rescale"], plan.shared["lambda"], plan.shared["int8_mask"],
-                compute, scratch, self.generator,
-            )
+        merge_planned(self.pool, plan, name, out, scratch, self.generator)
 
     def check_weights(self, weights: Sequence[float]) -> list[float]:
         """One finite weight per checkpoint; on the simplex (clipped, renormalized) when spec.normalize."""
@@ -295,6 +278,28 @@ class Linear(MergeMethod):
         sources = [(self.pool.segment(i, number), c) for i, c in prepared]
         linear_combination(out, sources, scratch, accumulate_fp32=self.spec.accumulate == "float32")
         return True
+
+
+def merge_planned(pool: CheckpointPool, plan: TensorPlan, name: str, out: torch.Tensor, scratch: Scratch,
+                  generator: torch.Generator | None = None) -> None:
+    """Fill `out` with exactly what mergekit computes for tensor `name` under `plan` (merger/exact.py)."""
+    xs = [pool.tensor(i, name) for i in plan.inputs]
+    if not pool.dtype(name).is_floating_point:
+        exact.copy_buffer(out, xs if plan.buffers == "error" else xs[:1], name)
+        return
+    compute = plan.compute or pool.dtype(name)
+    with torch.no_grad():
+        if plan.kind is None:
+            exact.linear(out, xs, plan.per_input["weight"], plan.shared["normalize"], compute, scratch)
+            return
+        others = [k for k, i in enumerate(plan.inputs) if i != plan.base]
+        densities = plan.per_input.get("density") or (1.0,) * len(plan.inputs)
+        exact.task_vectors(
+            out, pool.tensor(plan.base, name), [xs[k] for k in others], plan.kind,
+            [plan.per_input["weight"][k] for k in others], [densities[k] for k in others],
+            plan.shared["normalize"], plan.shared["rescale"], plan.shared["lambda"], plan.shared["int8_mask"],
+            compute, scratch, generator,
+        )
 
 
 def check_outputs(pool: CheckpointPool, out: Mapping[str, torch.Tensor]) -> None:
