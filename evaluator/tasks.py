@@ -22,8 +22,14 @@ from contracts import TaskSpec
 from evaluator.data import SPLITS, TaskDataError, lm_windows, read_jsonl, split_rows
 
 log = logging.getLogger(__name__)
-# (task, seq_len, positions) already warned about: every evaluator of a search builds its tasks.
-_warned_cut: set[tuple[str, int, int]] = set()
+# Warnings already given: every evaluator of a search builds its tasks, each would repeat them.
+_warned: set[tuple] = set()
+
+
+def warn_once(message: str, *args) -> None:
+    if (message, *args) not in _warned:
+        _warned.add((message, *args))
+        log.warning(message, *args)
 
 
 @dataclass(frozen=True)
@@ -45,16 +51,18 @@ class Task(ABC):
         self.tokenizer = tokenizer
         self.seq_len = min(spec.seq_len, max_positions)
         self.groups: dict[str, np.ndarray] = {}  # per split: each item's group index
-        if spec.seq_len > max_positions and (key := (spec.name, spec.seq_len, max_positions)) not in _warned_cut:
-            _warned_cut.add(key)
-            log.warning("task %s: seq_len %d is longer than the model's %d positions; its windows are cut to %d tokens",
-                        spec.name, spec.seq_len, max_positions, max_positions)
+        if spec.seq_len > max_positions:
+            warn_once("task %s: seq_len %d is longer than the model's %d positions; its windows are cut to %d tokens",
+                      spec.name, spec.seq_len, max_positions, max_positions)
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     def _set_groups(self, split: str, labels: list[str]) -> None:
+        if len(labels) < self.spec.items(split):  # a small file or short documents: fewer items than asked for
+            warn_once("task %s: its %s split has %d items, fewer than the %d asked for (max_items); it is scored on those",
+                      self.spec.name, split, len(labels), self.spec.items(split))
         index = {label: i for i, label in enumerate(dict.fromkeys(labels))}
         self.groups[split] = np.array([index[label] for label in labels], dtype=np.int64)
 
