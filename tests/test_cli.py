@@ -200,3 +200,20 @@ def test_every_user_error_names_a_real_class():
         module, cls = name.split(":")
         found = getattr(importlib.import_module(module), cls)
         assert issubclass(found, Exception) and f"{found.__module__}:{found.__qualname__}" == name
+
+
+def test_a_pool_build_shows_a_bar_per_training_run(monkeypatch):
+    import io
+
+    from rich.console import Console
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from recycle.commands import common, runs
+    from recycle.demo.finetune import train
+
+    monkeypatch.setattr(common, "console", Console(file=io.StringIO(), width=150))
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=16, n_embd=8, n_layer=1, n_head=1, eos_token_id=0))
+    with runs.training_bars():
+        train(model, [torch.randint(0, 50, (200,))], steps=6, lr=1e-3, batch=2, ctx=8, seed=0, log=lambda _: None, label="python-1")
+    shown = common.console.file.getvalue()
+    assert "training python-1" in shown and "6/6" in shown and "eta" in shown, shown
