@@ -47,7 +47,7 @@ export function renderFacts(view, { chosen, rowOf, exportBusy }) {
   byId("hypervolume").textContent = fixed(view.hypervolume);
   const reference = view.reference_point;
   byId("hypervolume-detail").textContent = reference
-    ? `of the front on normalized tasks; reference point ${referenceText(reference)} (0 = best, 1 = worst single checkpoint)`
+    ? `normalized tasks, reference point ${referenceText(reference)} (1 = the worst single checkpoint)`
     : waitingForAnchors(view);
   byId("hypervolume-detail").title = view.normalization ? view.normalization.scheme : "";
   byId("setup").textContent = `${view.strategy}, pool ${view.pool} (${view.checkpoints.length} checkpoints), ` +

@@ -5,8 +5,9 @@ import { scatter } from "./scatter.js";
 import { parallel } from "./parallel.js";
 import { stepChart } from "./lines.js";
 import { zoomAndPan, brushAxes } from "./interact.js";
-import { renderTable, renderSelected, sortColumns, sortRows, trialsCsv, weightsLegend } from "./tables.js";
-import { renderFacts, message } from "./facts.js";
+import { renderTable, renderSelected, sortColumns, sortRows, weightsLegend } from "./tables.js";
+import { renderFacts } from "./facts.js";
+import { lifecycle, listComparable } from "./controls.js";
 import { workerWatch, workerWarning, renderWorkers } from "./workers.js";
 import { renderLegend, seriesLegend, COLORS } from "./legend.js";
 
@@ -211,60 +212,7 @@ function select(id) {
 // ---- controls -------------------------------------------------------------------
 
 let poller = null;
-
-async function act(action) {
-  if (action === "cancel" && !window.confirm(`Cancel search ${state.own.id}? Trials in flight finish; nothing new starts. This cannot be undone.`)) return;
-  try {
-    const answer = await call("POST", `${api(state.own.id)}/${action}`, { body: {}, mutating: true });
-    state.own.view = { ...state.own.view, status: answer.status };
-    message(`Search ${answer.status}.`, "info", answer.status); // goes once the status moves on
-    render();
-  } catch (error) {
-    message(`Could not ${action}: ${error.message}`, "error");
-  }
-  poller.now();
-}
-
-async function exportSelected() {
-  const t = selectedTrial();
-  if (!t) return;
-  state.exportBusy = true;
-  render();
-  message(`Exporting trial #${t.proposal.number}…`);
-  try {
-    const answer = await call("POST", `${api(state.own.id)}/export`, { body: { trial_id: t.proposal.trial_id }, mutating: true });
-    message(`Exported trial #${t.proposal.number} to ${answer.path} (HF directory, mergekit.yaml, recycle.json).`);
-    byId("message").dataset.path = answer.path;
-  } catch (error) {
-    message(`Export failed: ${error.message}`, "error");
-  } finally {
-    state.exportBusy = false;
-    render();
-  }
-}
-
-function downloadCsv() {
-  const front = frontOf(state.own);
-  const blob = new Blob([trialsCsv(state.own.trials, state.own.view, front, drawnKind(front))], { type: "text/csv" });
-  const link = el("a", { href: URL.createObjectURL(blob), download: `${state.own.id}-trials.csv` });
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
-}
-
-// Searches that can be overlaid: same pool, same objectives.
-async function listComparable(view) {
-  const { searches } = await call("GET", "/v1/searches", { ask: false });
-  const names = JSON.stringify(view.objectives.map((o) => o.name));
-  const choices = searches.filter((s) => s.id !== view.id && s.pool === view.pool && JSON.stringify(s.objectives.map((o) => o.name)) === names);
-  const picker = byId("compare");
-  const current = picker.value;
-  picker.replaceChildren(el("option", { value: "" }, "none"),
-    ...choices.map((s) => el("option", { value: s.id }, `${s.id} (${s.strategy}, ${s.done} trials)`)));
-  picker.value = choices.some((s) => s.id === current) ? current : "";
-  byId("compare-label").hidden = choices.length === 0;
-}
+const controls = lifecycle({ state, api, render, selectedTrial, poll: () => poller.now(), frontOf, drawnKind });
 
 function setUp(view) {
   weightsLegend(byId("weights-legend"), view.checkpoints);
@@ -284,9 +232,9 @@ function setUp(view) {
   onChange("compare", (v) => { state.compare = v ? emptyRun(v) : null; poller.now(); });
   byId("compare").addEventListener("focus", () => listComparable(view).catch(() => {}));
   listComparable(view).catch(() => {});
-  for (const action of ["pause", "resume", "cancel"]) byId(action).addEventListener("click", () => act(action));
-  byId("export").addEventListener("click", exportSelected);
-  byId("csv").addEventListener("click", downloadCsv);
+  for (const action of ["pause", "resume", "cancel"]) byId(action).addEventListener("click", () => controls.act(action));
+  byId("export").addEventListener("click", controls.exportSelected);
+  byId("csv").addEventListener("click", controls.downloadCsv);
   byId("zoom-reset").addEventListener("click", () => { state.zoom = null; render(); });
   byId("brush-clear").addEventListener("click", () => { state.brushes = {}; render(); });
   zoomAndPan(byId("plot"), () => state.geometry.scatter, (domain) => { state.zoom = domain; render(); }, select);
