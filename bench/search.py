@@ -1,217 +1,274 @@
-"""Search efficiency: TPE, CMA-ES and random at equal budgets, over seeds.
+"""Search efficiency: recycle's searches against honest peers, same budgets, seeds and baselines.
 
-Prints one JSON line per figure. Objectives:
-  synthetic  cheap, known optimum: task t's loss is 1 + 3 * ||w - w*_t||^2 with a
-             per-task optimum w*_t on the simplex, so the tasks conflict and the
-             macro-average optimum is the mean of the w*_t.
-  demo       the real demo pool (`--demo`), evaluated by the real Evaluator.
-Per (objective, strategy, budget): hypervolume gain over the seeded baselines
-(singles + uniform soup), best macro-average, the fraction of the gap between the
-uniform soup and the best known macro-average closed, trials needed to close 95% of
-it; mean and standard
-deviation over seeds. Then each strategy's hypervolume gain relative to random's,
-and TPE's ask latency after 1000 told trials.
+Every peer (bench/search_peers.py) runs through recycle's SearchDriver: the same fixed
+baselines (singles, uniform soup) and greedy soup first, 4 trials in flight finishing in a
+seeded order, results told on the normalized scale (proposer.normalize). Objectives
+(bench/search_objectives.py): a synthetic response surface that is not quadratic, and the
+tiny demo pool (`--pool`, built once into .cache/bench-search/). Budgets 32 and 64 come from
+one 64-trial run per seed: nothing a peer proposes depends on the budget (no dominance probes).
 
-    python bench/search.py                  # synthetic, budgets 32 and 64, 5 seeds
-    python bench/search.py --demo --budgets 32 --seeds 3
+Seeds. TUNING_SEEDS are those the shipped constants were tuned on (candidate counts,
+exploit_every, the exploit gate: earlier versions of this script, seeds 0-4); every figure
+reported here uses REPORT_SEEDS, disjoint from them.
+
+Figures per (objective, peer, budget), JSON lines with mean and 95% bootstrap interval over seeds:
+  hv_gain_vs_random   hypervolume gained over the fixed baselines' (normalized objectives,
+                      reference 1.1 on each), as a ratio of means to random search's (paired by seed)
+  best_macro_heldout  the held-out normalized macro-average of the trial with the best search-split
+                      one (lower is better; 0 = the best single on each task, 1 = the worst)
+  trials_to_95pct     trials until the best search-split macro closed 95% of the gap from the
+                      uniform soup to the best any run found (median over seeds; reached: how many did)
+  ask_ms_p50/p95      time of a proposal by the peer's strategy (baselines excluded)
+Then the default's ask latency once 1000 results are told (16 checkpoints; target 50 ms p95).
+
+    python bench/search.py --quick                        # CI: synthetic, 3 seeds, 32 trials (~2 min)
+    nice -n 10 python bench/search.py --pool --docs docs/results/search.md
+    python bench/search.py --summarize --docs docs/results/search.md   # from the runs stored so far
+
+Every finished run is appended to --runs (a JSON line each), so an interrupted benchmark is
+resumed, or summarized, from there.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import random
 import statistics
+import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
+# Before numpy loads: the surrogate's SVDs are small, and OpenBLAS's thread pool on a busy
+# machine made them ~10x slower (0.9 s instead of ~0.1 s per ask at 200 trials, 2 shared cores).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from contracts import CheckpointRef, PoolSpec, Proposal, SearchSpec, TaskSpec, TrialResult, TrialStatus
-from proposer import MemoryStore, ParetoArchive, SearchDriver
-from proposer.baselines import fixed_baselines
-from proposer.space import WeightSpace
+import numpy as np  # noqa: E402
 
-# (label, strategy, surrogate pre-screening): the strategies as shipped, random search,
-# and the ablation without the surrogate (the strategies alone, told the macro-average).
-VARIANTS = (("tpe", "tpe", True), ("cmaes", "cmaes", True), ("random", "random", False),
-            ("tpe-unscreened", "tpe", False), ("cmaes-unscreened", "cmaes", False))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from search_objectives import Synthetic, TinyPool  # noqa: E402
+from search_peers import PEERS, OptunaStrategy, Peer  # noqa: E402
 
+from contracts import SearchSpec, TrialStatus  # noqa: E402
+from proposer import MemoryStore, ParetoArchive, SearchDriver, best_by_macro  # noqa: E402
+from proposer.baselines import fixed_baselines  # noqa: E402
+from proposer.space import WeightSpace  # noqa: E402
 
-def emit(**fields) -> None:
-    print(json.dumps({"bench": "search", **fields}), flush=True)
-
-
-class Synthetic:
-    name = "synthetic"
-
-    def __init__(self, n_checkpoints: int = 8, n_tasks: int = 3, seed: int = 1234):
-        rng = np.random.default_rng(seed)
-        self.optima = rng.dirichlet(np.full(n_checkpoints, 0.5), size=n_tasks)
-        pool = PoolSpec(name="synthetic", checkpoints=[CheckpointRef(name=f"c{i}", path=f"/c{i}") for i in range(n_checkpoints)])
-        tasks = [TaskSpec(name=f"task{t}", kind="lm_loss", path="/none") for t in range(n_tasks)]
-        self.pool, self.tasks = pool, tasks
-        best = self.optima.mean(axis=0)
-        self.best_known = float(np.mean([self._loss(best, t) for t in range(n_tasks)]))
-
-    def _loss(self, w, t) -> float:
-        return 1.0 + 3.0 * float(np.sum((np.asarray(w) - self.optima[t]) ** 2))
-
-    def evaluate(self, proposal: Proposal) -> TrialResult:
-        w = np.asarray(proposal.weights, dtype=float)
-        w = w / w.sum()
-        scores = {task.name: self._loss(w, t) for t, task in enumerate(self.tasks)}
-        return TrialResult(proposal=proposal, status=TrialStatus.ok, scores=scores, report=scores)
+TUNING_SEEDS = range(0, 5)
+REPORT_SEEDS = range(100, 120)
+POOL_REPORT_SEEDS = range(100, 105)
+BUDGETS = (32, 64)
+CONCURRENCY = 4
+RESAMPLES = 2000
+ROOT = Path(__file__).resolve().parent.parent
 
 
-class Demo:
-    name = "demo"
-
-    def __init__(self, cache: Path):
-        from evaluator import Evaluator
-        from recycle.demo.tiny_pool import build_demo_pool
-
-        demo = build_demo_pool(cache, log=lambda *a, **k: None)
-        self.pool, self.tasks = demo.pool, demo.tasks
-        # The benchmark reads the search split only.
-        self.evaluator = Evaluator(SearchSpec(pool=demo.pool, tasks=demo.tasks, report_every_trial=False))
-        self.best_known = None  # the best macro-average seen in any run
-        # The evaluator is deterministic, and every run shares its baselines: score each merge once.
-        self._scored: dict[tuple[float, ...], TrialResult] = {}
-
-    def evaluate(self, proposal: Proposal) -> TrialResult:
-        result = self._scored.get(proposal.weights)
-        if result is None:
-            result = self._scored[proposal.weights] = self.evaluator.evaluate(proposal)
-        return result.model_copy(update={"proposal": proposal})
-
-
-def run_search(objective, strategy: str, budget: int, seed: int, concurrency: int = 4, scalarization: str = "mean",
-               surrogate: bool = True, options: dict | None = None) -> dict:
-    """One search with `concurrency` trials in flight, finishing in a seeded random order.
-    `options`: further SearchSpec fields (e.g. exploit_every)."""
-    spec = SearchSpec(pool=objective.pool, tasks=objective.tasks, strategy=strategy, budget=budget,
-                      concurrency=concurrency, seed=seed, surrogate=surrogate, **(options or {}))
+def run_search(objective, peer: Peer, budget: int, seed: int) -> dict:
+    """One search; per budget, what the figures need."""
+    spec = SearchSpec(pool=objective.pool, tasks=objective.tasks, algorithm={"seed": seed, **peer.options},
+                      runtime={"budget": budget, "concurrency": CONCURRENCY})
     store = MemoryStore()
     store.create_search("bench", spec)
-    driver = SearchDriver("bench", spec, store, scalarization=scalarization)
+    strategy, driver = None, None
+    if peer.sampler:
+        def vector_of(number: int) -> list[float]:
+            return driver.normalization.losses(driver.history.results[number].scores)
+
+        strategy = OptunaStrategy(WeightSpace(spec).dim, seed, peer.sampler, vector_of, len(spec.objectives))
+    driver = SearchDriver("bench", spec, store, strategy=strategy)
     order = random.Random(seed)
-    in_flight: list[Proposal] = []
-    best_so_far: list[float] = []
+    in_flight, ask_ms = [], []
     while not driver.finished:
-        in_flight += driver.propose(concurrency - len(in_flight))
-        proposal = in_flight.pop(order.randrange(len(in_flight)))
-        result = objective.evaluate(proposal)
-        driver.record(result)
-        if result.status is TrialStatus.ok:
-            value = driver.normalization.macro(result.scores)
-            best_so_far.append(min(value, best_so_far[-1]) if best_so_far else value)
-    results = store.results("bench")
-    summary = driver.summary()
-    baselines = ParetoArchive(spec.objectives)
-    for result in results:
-        if result.proposal.number < len(fixed_baselines(WeightSpace(spec), spec.shrunk_singles)):
-            baselines.add(result)
-    uniform = next(r for r in results if r.proposal.source == "uniform")
-    return {
-        "hv_gain": summary["hypervolume"] - baselines.hypervolume(summary["reference_point"], driver.normalization.losses),
-        "best_macro": best_so_far[-1],
-        "uniform_macro": driver.normalization.macro(uniform.scores),
-        "curve": best_so_far,
-    }
+        started = time.perf_counter()
+        made = driver.propose(CONCURRENCY - len(in_flight))
+        elapsed = 1000 * (time.perf_counter() - started)
+        if len(made) == 1 and not made[0].source.is_baseline:
+            ask_ms.append(elapsed)
+        in_flight += made
+        driver.record(objective.evaluate(in_flight.pop(order.randrange(len(in_flight)))))
+    return measure(objective, spec, driver, store.results("bench"), ask_ms)
 
 
-def trials_to_close(curve: list[float], start: float, best: float, fraction: float = 0.95) -> int | None:
+def measure(objective, spec: SearchSpec, driver: SearchDriver, results, ask_ms: list[float]) -> dict:
+    scale = driver.normalization
+    ok = sorted((r for r in results if r.status is TrialStatus.ok), key=lambda r: r.proposal.number)
+    n_fixed = len(fixed_baselines(WeightSpace(spec)))
+
+    def hypervolume(rs) -> float:
+        archive = ParetoArchive(spec.objectives)
+        for r in rs:
+            archive.add(r)
+        return archive.hypervolume(scale.reference, scale.losses)
+
+    base = hypervolume([r for r in ok if r.proposal.number < n_fixed])
+    macros = {r.proposal.number: scale.macro(r.scores) for r in ok}
+    curve = [min((m for n, m in macros.items() if n <= k), default=None) for k in range(spec.budget)]
+    uniform = next(r for r in ok if r.proposal.source.kind == "uniform")
+    figures = {}
+    for budget in (b for b in BUDGETS if b <= spec.budget):
+        within = [r for r in ok if r.proposal.number < budget]
+        best = best_by_macro(within, scale)
+        figures[str(budget)] = {"hv_gain": hypervolume(within) - base,
+                                "best_macro_heldout": scale.macro(objective.held_out(best.proposal))}
+    return {"figures": figures, "curve": curve, "uniform_macro": scale.macro(uniform.scores), "ask_ms": ask_ms}
+
+
+def bootstrap(values, statistic, resamples: int = RESAMPLES, seed: int = 0) -> dict:
+    """Statistic of the seeds and its 95% percentile interval over seeds resampled with replacement;
+    `values`: per seed, a tuple the statistic reads column by column."""
+    values = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    draws = [statistic(values[rng.integers(0, len(values), len(values))]) for _ in range(resamples)]
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return {"mean": float(statistic(values)), "lo": float(lo), "hi": float(hi)}
+
+
+def trials_to_close(curve, start: float, best: float, fraction: float = 0.95) -> int | None:
     target = start - fraction * (start - best)
-    return next((i + 1 for i, value in enumerate(curve) if value <= target + 1e-12), None)
+    return next((k + 1 for k, value in enumerate(curve) if value is not None and value <= target + 1e-12), None)
 
 
-def gap_closed_by(best: float, start: float, best_known: float) -> float:
-    """Fraction of the way from the uniform soup's macro-average to the best known one."""
-    return (start - best) / (start - best_known) if start > best_known else 1.0
+def summarize(runs: list[dict]) -> list[dict]:
+    """One figure line per (objective, peer, budget), for the seeds every peer of the objective has."""
+    lines = []
+    for objective in dict.fromkeys(r["objective"] for r in runs):
+        mine = [r for r in runs if r["objective"] == objective]
+        peers = list(dict.fromkeys(r["peer"] for r in mine))
+        seeds = sorted(set.intersection(*({r["seed"] for r in mine if r["peer"] == p} for p in peers)))
+        by = {(r["peer"], r["seed"]): r for r in mine if r["seed"] in seeds}
+        best_known = min(v for r in by.values() for v in r["curve"] if v is not None)
+        budgets = sorted({int(b) for r in by.values() for b in r["figures"]})
+        for budget in budgets:
+            random_gain = [by["random", s]["figures"][str(budget)]["hv_gain"] for s in seeds]
+            for peer in peers:
+                rs = [by[peer, s] for s in seeds]
+                gain = [r["figures"][str(budget)]["hv_gain"] for r in rs]
+                reached = [trials_to_close(r["curve"][:budget], r["uniform_macro"], best_known) for r in rs]
+                asks = [t for r in rs for t in r["ask_ms"]]
+                lines.append({
+                    "objective": objective, "strategy": peer, "budget": budget, "seeds": f"{seeds[0]}-{seeds[-1]}"
+                    if seeds == list(range(seeds[0], seeds[-1] + 1)) else seeds, "n_seeds": len(seeds),
+                    "hv_gain_vs_random": bootstrap(list(zip(gain, random_gain)),
+                                                   lambda v: v[:, 0].mean() / v[:, 1].mean()),
+                    "best_macro_heldout": bootstrap([[r["figures"][str(budget)]["best_macro_heldout"]] for r in rs],
+                                                    lambda v: v[:, 0].mean()),
+                    "trials_to_95pct": {"median": statistics.median(t for t in reached if t) if any(reached) else None,
+                                        "reached": sum(t is not None for t in reached)},
+                    "ask_ms_p50": float(np.percentile(asks, 50)) if asks else None,
+                    "ask_ms_p95": float(np.percentile(asks, 95)) if asks else None,
+                })
+    return lines
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def compare(objective, budgets: list[int], seeds: int, scalarization: str, variants=VARIANTS,
-            options: dict | None = None) -> None:
-    options = options or {}
-    runs = {(label, b): [run_search(objective, strategy, b, seed, scalarization=scalarization, surrogate=surrogate,
-                                    options=options)
-                         for seed in range(seeds)]
-            for b in budgets for label, strategy, surrogate in variants}
-    best_known = objective.best_known
-    if best_known is None:
-        best_known = min(r["best_macro"] for rs in runs.values() for r in rs)
-    for budget in budgets:
-        gains = {}
-        for strategy, _, _ in variants:
-            rs = runs[strategy, budget]
-            gains[strategy] = mean_std([r["hv_gain"] for r in rs])
-            reached = [trials_to_close(r["curve"], r["uniform_macro"], best_known) for r in rs]
-            gap_closed = mean_std([gap_closed_by(r["best_macro"], r["uniform_macro"], best_known) for r in rs])
-            emit(objective=objective.name, strategy=strategy, budget=budget, seeds=seeds, scalarization=scalarization,
-                 **options,
-                 hv_gain_mean=gains[strategy][0], hv_gain_std=gains[strategy][1],
-                 best_macro_mean=mean_std([r["best_macro"] for r in rs])[0],
-                 best_macro_std=mean_std([r["best_macro"] for r in rs])[1], best_known_macro=best_known,
-                 uniform_macro=rs[0]["uniform_macro"], gap_closed_mean=gap_closed[0], gap_closed_std=gap_closed[1],
-                 trials_to_95pct=[t for t in reached], reached_95pct=sum(t is not None for t in reached))
-        for strategy in (label for label, _, _ in variants if label != "random"):
-            ratio = gains[strategy][0] / gains["random"][0] if gains["random"][0] > 0 else None
-            emit(objective=objective.name, figure="hv_gain_ratio_vs_random", strategy=strategy, budget=budget,
-                 **options, value=ratio, target=1.2)
-
-
-def ask_latency(told: int = 1000, asks: int = 20) -> None:
-    """TPE's propose() time once `told` results are in (the proposer's hot path)."""
+def ask_latency(told: int = 1000, asks: int = 20) -> dict:
+    """The default's propose() time once `told` results are in (the proposer's hot path)."""
     objective = Synthetic(n_checkpoints=16)
-    spec = SearchSpec(pool=objective.pool, tasks=objective.tasks, strategy="tpe", budget=told + asks, seed=0)
+    spec = SearchSpec(pool=objective.pool, tasks=objective.tasks, runtime={"budget": told + asks})
     store = MemoryStore()
     store.create_search("latency", spec)
     driver = SearchDriver("latency", spec, store)
-    while driver.summary()["done"] < told:
-        for proposal in driver.propose(1):
-            driver.record(objective.evaluate(proposal))
     times = []
-    for _ in range(asks):
+    for _ in range(told + asks):
         started = time.perf_counter()
         [proposal] = driver.propose(1)
-        times.append(time.perf_counter() - started)
+        times.append(1000 * (time.perf_counter() - started))
         driver.record(objective.evaluate(proposal))
-    emit(figure="tpe_ask_latency_ms", told=told, median=1000 * statistics.median(times),
-         p95=1000 * sorted(times)[int(0.95 * (len(times) - 1))], target_ms=50)
+    last = times[told:]
+    return {"figure": "ask_latency", "strategy": "default", "checkpoints": 16, "told": told,
+            "ask_ms_p50": float(np.percentile(last, 50)), "ask_ms_p95": float(np.percentile(last, 95)), "target_ms": 50}
+
+
+def load_runs(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def benchmark(objective, peers, seeds, budget: int, runs_path: Path, runs: list[dict]) -> None:
+    """Seed by seed, every peer (so a stopped benchmark has whole seeds); runs already stored are skipped."""
+    done = {(r["objective"], r["peer"], r["seed"], r["budget"]) for r in runs}
+    for seed in seeds:
+        for peer in peers:
+            if (objective.name, peer.label, seed, budget) in done:
+                continue
+            started = time.perf_counter()
+            record = {"objective": objective.name, "peer": peer.label, "seed": seed, "budget": budget,
+                      **run_search(objective, peer, budget, seed), "seconds": time.perf_counter() - started}
+            runs.append(record)
+            with runs_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            print(json.dumps({"run": f"{objective.name}/{peer.label}/seed {seed}", "seconds": round(record["seconds"], 1),
+                              **{f"hv_gain_{b}": round(v["hv_gain"], 4) for b, v in record["figures"].items()}}),
+                  file=sys.stderr, flush=True)
+
+
+def fmt(interval: dict, digits: int = 2) -> str:
+    return f"{interval['mean']:.{digits}f} [{interval['lo']:.{digits}f}, {interval['hi']:.{digits}f}]"
+
+
+def write_docs(path: Path, lines: list[dict], latency: dict | None, command: str) -> None:
+    out = ["# Search efficiency: recycle's search against its peers", "",
+           f"Generated by `{command}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+           f"{platform.machine()} {platform.processor() or ''} with {__import__('os').cpu_count()} cores "
+           "(shared with other work; timings are indicative).", "",
+           "What each figure means, the peers and the objectives: the docstrings of `bench/search.py`, "
+           "`bench/search_peers.py` and `bench/search_objectives.py`. Report seeds "
+           f"{REPORT_SEEDS.start}-{REPORT_SEEDS.stop - 1} (synthetic) and "
+           f"{POOL_REPORT_SEEDS.start}-{POOL_REPORT_SEEDS.stop - 1} (tiny pool); the shipped constants were tuned "
+           f"on seeds {TUNING_SEEDS.start}-{TUNING_SEEDS.stop - 1}, never used here. Intervals: 95% bootstrap over seeds.",
+           "", "hv gain vs random: ratio of mean hypervolume gains over the baselines (> 1: more than random search). "
+           "Held-out macro: normalized, lower is better.", ""]
+    for objective in dict.fromkeys(line["objective"] for line in lines):
+        for budget in sorted({line["budget"] for line in lines if line["objective"] == objective}):
+            rows = [line for line in lines if line["objective"] == objective and line["budget"] == budget]
+            out += [f"## {objective}, {budget} trials ({rows[0]['n_seeds']} seeds: {rows[0]['seeds']})", "",
+                    "| peer | hv gain vs random | best held-out macro | trials to 95% (reached) | ask ms p50 / p95 |",
+                    "|---|---|---|---|---|"]
+            for line in rows:
+                t = line["trials_to_95pct"]
+                ask = "–" if line["ask_ms_p50"] is None else f"{line['ask_ms_p50']:.1f} / {line['ask_ms_p95']:.1f}"
+                out.append(f"| {line['strategy']} | {fmt(line['hv_gain_vs_random'])} | "
+                           f"{fmt(line['best_macro_heldout'], 3)} | {t['median'] if t['median'] is not None else '–'} "
+                           f"({t['reached']}/{line['n_seeds']}) | {ask} |")
+            out.append("")
+    if latency:
+        out += ["## Ask latency", "", f"The default (TPE + surrogate), 16 checkpoints, after {latency['told']} told "
+                f"results: p50 {latency['ask_ms_p50']:.1f} ms, p95 {latency['ask_ms_p95']:.1f} ms "
+                f"(target {latency['target_ms']} ms).", ""]
+    path.write_text("\n".join(out))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budgets", type=int, nargs="+", default=[32, 64])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--demo", action="store_true", help="also on the real demo pool (slower)")
-    parser.add_argument("--cache", default=None, help="demo pool folder (default: the one `recycle demo` uses)")
-    parser.add_argument("--skip-latency", action="store_true")
-    parser.add_argument("--scalarization", choices=["mean", "parego"], default="mean")
-    parser.add_argument("--variants", nargs="+", choices=[label for label, _, _ in VARIANTS],
-                        default=[label for label, _, _ in VARIANTS], help="random is always run: the ratios need it")
-    parser.add_argument("--exploit-every", type=int, default=None, help="SearchSpec.exploit_every (default: its default)")
-    parser.add_argument("--dominance-probes", type=int, default=None,
-                        help="SearchSpec.dominance_probes, for every variant random included (default: its default)")
-    parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="CI: synthetic only, 3 report seeds, 32 trials")
+    parser.add_argument("--pool", action="store_true", help="also the tiny demo pool (slow: real merges)")
+    parser.add_argument("--pool-cache", default=str(ROOT / ".cache" / "bench-search" / "demo"))
+    parser.add_argument("--peers", nargs="+", choices=[p.label for p in PEERS], default=[p.label for p in PEERS],
+                        help="random always runs: the ratios need it")
+    parser.add_argument("--runs", default=None, help="JSON lines of finished runs (default: .cache/bench-search/runs*.jsonl)")
+    parser.add_argument("--summarize", action="store_true", help="only summarize the stored runs")
+    parser.add_argument("--docs", default=None, help="write the figures as markdown here")
     args = parser.parse_args()
-    variants = [v for v in VARIANTS if v[0] in args.variants or v[0] == "random"]
-    given = {"exploit_every": args.exploit_every, "dominance_probes": args.dominance_probes}
-    options = {name: value for name, value in given.items() if value is not None}
-    if not args.skip_synthetic:
-        compare(Synthetic(), args.budgets, args.seeds, args.scalarization, variants, options)
-    if args.demo:
-        from recycle.settings import Settings
-
-        compare(Demo(Path(args.cache) if args.cache else Settings().pool_cache_dir / "demo"), args.budgets, args.seeds,
-                args.scalarization, variants, options)
-    if not args.skip_latency:
-        ask_latency()
+    peers = [p for p in PEERS if p.label in args.peers or p.label == "random"]
+    runs_path = Path(args.runs or ROOT / ".cache" / "bench-search" / ("runs-quick.jsonl" if args.quick else "runs.jsonl"))
+    runs_path.parent.mkdir(parents=True, exist_ok=True)
+    runs = load_runs(runs_path)
+    if not args.summarize:
+        if args.quick:
+            benchmark(Synthetic(), peers, REPORT_SEEDS[:3], 32, runs_path, runs)
+        else:
+            benchmark(Synthetic(), peers, REPORT_SEEDS, max(BUDGETS), runs_path, runs)
+            if args.pool:
+                benchmark(TinyPool(Path(args.pool_cache)), peers, POOL_REPORT_SEEDS, max(BUDGETS), runs_path, runs)
+    lines = summarize(runs)
+    for line in lines:
+        print(json.dumps(line), flush=True)
+    latency = None if args.summarize else ask_latency(told=200 if args.quick else 1000)
+    if latency:
+        print(json.dumps(latency), flush=True)
+    if args.docs:
+        write_docs(Path(args.docs), lines, latency, "python bench/search.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -277,8 +277,9 @@ def _check_finite(values: tuple[float, ...] | dict[str, float], what: str):
 
 
 # Where a proposal came from: a fixed baseline (a single checkpoint, the uniform soup, a
-# shrunk single), a greedy-soup step, a dominance probe, or a strategy (by its name).
-SourceKind = Literal["single", "uniform", "shrunk", "greedy", "probe", "tpe", "cmaes", "random"]
+# shrunk single), a greedy-soup step, a dominance probe, or a strategy (by its name;
+# "external": one handed to the driver in code, e.g. bench/search.py's Optuna samplers).
+SourceKind = Literal["single", "uniform", "shrunk", "greedy", "probe", "tpe", "cmaes", "random", "external"]
 # The kinds that name the checkpoint they concern (the single itself, or the single probed).
 KINDS_WITH_CHECKPOINT = frozenset({"single", "shrunk", "probe"})
 # Trials every search with baselines makes, whatever its strategy.

@@ -25,7 +25,7 @@ from proposer.sources import sources_for
 from proposer.space import WeightSpace
 from proposer.store import SearchStore
 from proposer.strategies import make_strategy
-from proposer.strategies.base import Weights
+from proposer.strategies.base import Strategy, Weights
 
 
 def best_by_macro(
@@ -53,14 +53,16 @@ class SearchDriver:
     told once it has, in the order they came.
     """
 
-    def __init__(self, search_id: str, spec: SearchSpec, store: SearchStore):
+    def __init__(self, search_id: str, spec: SearchSpec, store: SearchStore, strategy: Strategy | None = None):
+        """`strategy`: one to use instead of the spec's (a benchmark's external sampler behind
+        the Strategy interface); the spec's baselines, probes and surrogate still apply."""
         self.search_id = search_id
         self.spec = spec
         self.store = store
         self.objectives = spec.objectives
         self.space = WeightSpace(spec)
-        self.strategy = make_strategy(spec.strategy, self.space.dim, spec.seed, self.space.normalize, spec.max_weight,
-                                      spec.algorithm.candidates)
+        self.strategy = strategy or make_strategy(spec.strategy, self.space.dim, spec.seed, self.space.normalize,
+                                                  spec.max_weight, spec.algorithm.candidates)
         self.sources = sources_for(spec, self.space, self.strategy)
         self.n_anchors = n_anchor_trials(spec)
         self.normalization: Normalization | None = None

@@ -1,0 +1,43 @@
+"""bench/search.py's machinery on a few short searches: every peer runs through the driver with
+the same baselines, and the summary has the keys issue 19 asks for (the figures themselves come
+from `python bench/search.py`, never from a test)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import search  # noqa: E402
+from search_objectives import Synthetic  # noqa: E402
+from search_peers import PEERS  # noqa: E402
+
+KEYS = {"objective", "strategy", "budget", "seeds", "hv_gain_vs_random", "best_macro_heldout", "trials_to_95pct",
+        "ask_ms_p50", "ask_ms_p95"}
+
+
+def test_peers_share_the_baselines_and_the_summary_has_every_key(monkeypatch):
+    monkeypatch.setattr(search, "BUDGETS", (12, 16))
+    objective = Synthetic(n_checkpoints=4)
+    chosen = [p for p in PEERS if p.label in ("random", "default")]
+    try:  # Optuna is the bench extra: without it only recycle's own peers run
+        import optuna  # noqa: F401
+
+        chosen += [p for p in PEERS if p.label in ("optuna-tpe", "paper-cmaes")]
+    except ImportError:
+        pass
+    runs = []
+    for seed in (100, 101):
+        for peer in chosen:
+            runs.append({"objective": objective.name, "peer": peer.label, "seed": seed, "budget": 16,
+                         **search.run_search(objective, peer, 16, seed)})
+    # The fixed baselines come first and are the same for every peer (the first 5 trials: 4 singles, uniform).
+    firsts = {tuple(r["curve"][:5]) for r in runs if r["seed"] == 100}
+    assert len(firsts) == 1
+    lines = search.summarize(runs)
+    assert {(line["strategy"], line["budget"]) for line in lines} == {(p.label, b) for p in chosen for b in (12, 16)}
+    for line in lines:
+        assert KEYS <= set(line)
+        assert set(line["hv_gain_vs_random"]) == set(line["best_macro_heldout"]) == {"mean", "lo", "hi"}
+        assert line["hv_gain_vs_random"]["lo"] <= line["hv_gain_vs_random"]["mean"] <= line["hv_gain_vs_random"]["hi"]
+    assert all(line["hv_gain_vs_random"]["mean"] == 1.0 for line in lines if line["strategy"] == "random")
