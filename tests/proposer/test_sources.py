@@ -114,3 +114,48 @@ def test_a_source_with_nothing_to_offer_passes_to_the_next():
     assert [str(p.source) for p in first] == ["single:c0", "single:c1", "single:c2", "uniform"]
     assert driver.sources[1].offer(4, driver.history) is None
     assert driver.propose(1)[0].source.kind == "tpe"
+
+
+def test_a_search_stored_before_the_types_resumes_from_redis(redis_client):
+    """Flat spec and text sources in Redis, as searches written before the grouping were stored:
+    a restarted proposer loads them and carries on exactly as one that never stopped."""
+    import json
+    import random
+
+    from contracts import keys
+    from proposer.redis_store import RedisStore
+    from tests.proposer.search_fakes import ok
+
+    spec = make_spec(3, budget=14, concurrency=2)
+    reference = MemoryStore()
+    reference.create_search("old", spec)
+    run(SearchDriver("old", spec, reference), rng=random.Random(3))
+
+    interrupted = MemoryStore()
+    interrupted.create_search("old", spec)
+    rng = random.Random(3)
+    in_flight = run(SearchDriver("old", spec, interrupted), rng=rng, stop_after=8)
+    store = RedisStore(redis_client)
+    store.create_search("old", spec)
+    flat = {"pool": spec.pool.model_dump(mode="json"), **{k: v for group in ("problem", "algorithm", "runtime")
+                                                        for k, v in spec.model_dump(mode="json")[group].items()}}
+    del flat["candidates"], flat["left_out_tasks"]  # fields added since
+    redis_client.hset(keys.search("old"), "spec", json.dumps(flat))
+
+    def as_text(proposal: dict) -> dict:
+        return {**proposal, "source": str(Source.model_validate(proposal["source"]))}
+
+    for proposal in interrupted.proposals("old"):
+        redis_client.hset(keys.proposals("old"), proposal.trial_id, json.dumps(as_text(proposal.model_dump(mode="json"))))
+    for result in interrupted.results("old"):
+        stored = result.model_dump(mode="json")
+        redis_client.hset(keys.results("old"), result.trial_id, json.dumps({**stored, "proposal": as_text(stored["proposal"])}))
+        redis_client.rpush(keys.result_order("old"), result.trial_id)
+
+    loaded = store.get_search("old")
+    assert loaded == spec
+    assert {str(p.source) for p in store.proposals("old")} >= {"single:c0", "uniform"}
+    resumed = SearchDriver("old", loaded, store)
+    run(resumed, ok, rng=rng, in_flight=in_flight)  # the same completion order from here on
+    assert [(p.number, str(p.source), p.weights) for p in store.proposals("old")] == [
+        (p.number, str(p.source), p.weights) for p in reference.proposals("old")]
