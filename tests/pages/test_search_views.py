@@ -127,11 +127,17 @@ def test_zoom_pan_and_reset(watched, served):
     full = domain()
     box = page.locator("#plot svg").bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -300)  # a plain wheel scrolls the page past the plot, it does not zoom...
+    page.keyboard.down("Control")
     page.mouse.wheel(0, -300)
+    page.keyboard.up("Control")
     page.wait_for_function("w => { const [a, b] = document.querySelector('#plot svg').dataset.xDomain.split(',').map(Number); return b - a < w; }",
                            arg=(full[1] - full[0]) * 0.9)
     zoomed = domain()
+    # ...so one step in (x 1/1.25) is all that happened, around the pointer.
+    assert zoomed[1] - zoomed[0] == pytest.approx((full[1] - full[0]) / 1.25)
     assert zoomed[0] > full[0] and zoomed[1] < full[1] and page.is_visible("#zoom-reset")
+    box = page.locator("#plot svg").bounding_box()  # the wheel may have scrolled the page
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] / 2 + 100, box["y"] + box["height"] / 2, steps=4)
@@ -265,4 +271,19 @@ def test_before_the_singles_are_scored_the_page_says_what_it_waits_for(watched, 
     assert page.inner_text("#hypervolume") == "–"
     assert page.inner_text("#hypervolume-detail") == "waits for the single checkpoints' scores (3 of 4)"
     assert "waits for the single checkpoints' scores" in page.inner_text("#history-macro")
+    assert watch.errors == [], watch.errors
+
+
+@pytest.mark.parametrize("width", [1024, 1600])
+def test_the_list_of_searches_fits(watched, served, width):
+    for n, objectives in enumerate((2, 4, 4)):
+        record(served.store, f"s-list-{n}", objectives, n_trials=12, in_flight=n, status=SearchStatus.running if n else SearchStatus.completed)
+    watch = watched()
+    watch.page.set_viewport_size({"width": width, "height": 700})
+    watch.page.goto(f"{served.base}/")
+    watch.page.wait_for_selector("tr[data-search-id='s-list-2']")
+    assert watch.page.evaluate("document.documentElement.scrollWidth") <= width
+    best = http("GET", f"{served.base}/v1/searches/s-list-0")[1]["best"]["macro_average"]
+    assert f"{best:.4f}" in watch.page.inner_text("tr[data-search-id='s-list-0']")
+    watch.screenshot(f"searches-{width}px.png")
     assert watch.errors == [], watch.errors

@@ -9,14 +9,15 @@ function local(holder, event) {
   return [event.clientX - box.left, event.clientY - box.top];
 }
 
-// Scatter: wheel zooms around the pointer, drag pans, double-click resets, click selects.
+// Scatter: Ctrl+wheel zooms around the pointer, drag pans, double-click resets, click selects.
 // current() -> {frame, sx, sy, full} of the drawing; onDomain({x, y} | null); onPick(trialId).
 export function zoomAndPan(holder, current, onDomain, onPick) {
   let press = null;
   const domainOf = (c) => ({ x: c.sx.domain.slice(), y: c.sy.domain.slice() });
   holder.addEventListener("wheel", (event) => {
     const c = current();
-    if (!c || !c.frame) return;
+    // Only with Ctrl (or Cmd) held: a plain wheel keeps scrolling the page past the plot.
+    if (!c || !c.frame || !(event.ctrlKey || event.metaKey)) return;
     event.preventDefault();
     const [px, py] = local(holder, event);
     const factor = event.deltaY > 0 ? ZOOM_STEP : 1 / ZOOM_STEP;
