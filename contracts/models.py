@@ -176,7 +176,7 @@ class Algorithm(Frozen):
     # With the surrogate, every this many asks propose instead the candidate predicted best
     # on the macro-average, where it is predicted to beat the best seen by more than the
     # surrogate's leave-one-out error (otherwise the hypervolume pick; 0: never). Tuned on
-    # bench/search.py's tuning seeds 0-4, demo pool, 32 / 64 trials (docs/results/search.md).
+    # bench/search.py's tuning seeds 0-4, demo pool, 32 / 64 trials (docs/results/search.md, "Tuning").
     exploit_every: int = Field(default=2, ge=0, le=1000)
     # With baselines: the last this many trials of the budget may probe the single checkpoints
     # no trial dominates yet, each along the line towards its most similar checkpoint

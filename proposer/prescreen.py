@@ -1,7 +1,8 @@
 """Choosing among a strategy's candidates the one predicted to add most to the Pareto front.
 
-TPE and CMA-ES each draw several candidates per ask from their own model (TPE's
-density of good points, CMA-ES's search distribution); a quadratic surrogate of every
+A strategy draws several candidates per ask from its own model (TPE's density of good
+points, CMA-ES's search distribution, random search's Dirichlet; see
+proposer.sources.Prescreened and Algorithm.candidates); a quadratic surrogate of every
 task (`proposer.surrogate`) predicts each candidate's losses, and the candidate whose
 predicted point adds the most hypervolume to the front is proposed. The strategy
 decides where to look, the surrogate which of its ideas to pay a trial for; the
