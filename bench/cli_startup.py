@@ -81,7 +81,7 @@ def markdown(rows: list[dict], runs: int) -> str:
     ]
     for r in rows:
         slow = ", ".join(f"{n} {s:.2f}" for n, s in r["slowest_imports_s"])
-        lines.append(f"| {r['tree']} | {r['commit']} | {r['median_s']:.3f} | {r['min_s']:.3f} | {', '.join(r['heavy_imports']) or 'none'} | {slow or "none"} |")
+        lines.append(f"| {r['tree']} | {r['commit']} | {r['median_s']:.3f} | {r['min_s']:.3f} | {', '.join(r['heavy_imports']) or 'none'} | {slow or 'none'} |")
     return "\n".join(lines) + "\n"
 
 
