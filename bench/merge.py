@@ -17,6 +17,15 @@ its own torch thread count and allocator settings, its own peak RSS):
 - working set: private memory (VmRSS - RssFile: the mapped pool is page cache,
   shared by every worker) the merge adds, for 2 and N checkpoints;
 - export: wall time and peak memory of export_merge.
+
+    python bench/merge.py --race [--race-pools smollm2,1b] [--race-repeats 3]
+
+The race: `recycle merge --config` against `mergekit-yaml` (0.1.5, its own venv:
+tests/merger/mergekit_reference.py) on the same config, 4 bf16 checkpoints of random
+Llamas of SmolLM2-135M's shape and of ~1.1B parameters (TinyLlama's shape), each
+command a fresh process as a user runs it (start-up included), alternating, page cache
+warm. One JSON line per run, one per pool with the medians, their ratio and whether
+the two outputs are bit-identical. docs/results/merge.md gives the figures.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 FULL = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
             num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True)  # SmolLM2-135M
+ONE_B = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
+             num_key_value_heads=4, vocab_size=32000, tie_word_embeddings=False)  # TinyLlama-1.1B
 QUICK = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, vocab_size=1000, tie_word_embeddings=True)
 DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
@@ -72,7 +83,7 @@ def build_pool(cache: Path, shape_config: dict, dtype_name: str, n: int) -> list
     from merger.safetensors_mmap import write_file
 
     dtype = getattr(torch, DTYPES[dtype_name])
-    tag = "quick" if shape_config is QUICK else "smollm2-135m"
+    tag = {id(QUICK): "quick", id(FULL): "smollm2-135m", id(ONE_B): "llama-1.1b"}[id(shape_config)]
     dirs = []
     for k in range(n):
         d = cache / f"{tag}-{dtype_name}" / f"ckpt{k}"
@@ -80,7 +91,8 @@ def build_pool(cache: Path, shape_config: dict, dtype_name: str, n: int) -> list
         if (d / "model.safetensors").exists():
             continue
         d.mkdir(parents=True, exist_ok=True)
-        config = transformers.LlamaConfig(**shape_config, dtype=DTYPES[dtype_name])
+        # architectures: mergekit picks its tensor list by it.
+        config = transformers.LlamaConfig(**shape_config, dtype=DTYPES[dtype_name], architectures=["LlamaForCausalLM"])
         (d / "config.json").write_text(config.to_json_string())
         shapes = llama_shapes(shape_config)
         g = torch.Generator().manual_seed(k)
@@ -254,6 +266,76 @@ def run_child(kind: str, dirs: list[Path], dtype_name: str, threads: int, thp: b
     subprocess.run(cmd, env=env, check=True)
 
 
+# -- the race against mergekit ------------------------------------------------------
+
+
+def race(cache: Path, pools: list[str], repeats: int) -> None:
+    import statistics
+
+    sys.path.insert(0, str(ROOT / "tests" / "merger"))
+    from mergekit_reference import VENV, ensure_mergekit
+
+    ensure_mergekit()
+    shapes = {"smollm2": FULL, "1b": ONE_B, "quick": QUICK}
+    recycle_bin = Path(sys.executable).parent / "recycle"
+    for pool_name in pools:
+        dirs = build_pool(cache, shapes[pool_name], "bf16", 4)
+        config = cache / f"race-{pool_name}.yaml"
+        weights = [0.4, 0.3, 0.2, 0.1]
+        config.write_text("merge_method: linear\nmodels:\n" + "".join(
+            f"  - model: {d}\n    parameters: {{weight: {w}}}\n" for d, w in zip(dirs, weights)))
+        commands = {"recycle": [str(recycle_bin), "merge", "--config", str(config), "--out"],
+                    "mergekit": [str(VENV / "bin" / "mergekit-yaml"), str(config)]}
+        times: dict[str, list[float]] = {"recycle": [], "mergekit": []}
+        ctx = dict(pool=pool_name, checkpoints=4, dtype="bf16", method="linear",
+                   checkpoint_bytes=sum(f.stat().st_size for f in dirs[0].glob("*.safetensors")), cores=os.cpu_count())
+        for k in range(repeats):
+            order = ["recycle", "mergekit"] if k % 2 == 0 else ["mergekit", "recycle"]
+            for tool in order:
+                out = cache / f"race-out-{tool}"
+                subprocess.run(["rm", "-rf", str(out)], check=True)
+                warm_page_cache(dirs)
+                t0 = time.perf_counter()
+                subprocess.run([*commands[tool], str(out)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                times[tool].append(time.perf_counter() - t0)
+                emit("race_run_s", round(times[tool][-1], 2), "s", tool=tool, run=k, **ctx)
+        same = outputs_identical(cache / "race-out-recycle", cache / "race-out-mergekit")
+        medians = {tool: statistics.median(t) for tool, t in times.items()}
+        emit("race_speedup", round(medians["mergekit"] / medians["recycle"], 2), "x", **ctx,
+             recycle_median_s=round(medians["recycle"], 2), mergekit_median_s=round(medians["mergekit"], 2),
+             repeats=repeats, bit_identical=same)
+        for tool in times:
+            subprocess.run(["rm", "-rf", str(cache / f"race-out-{tool}")], check=True)
+
+
+def outputs_identical(a: Path, b: Path) -> bool:
+    """Whether every tensor mergekit wrote is in recycle's output with the same bytes."""
+    from safetensors import safe_open
+
+    def tensors(path: Path) -> dict:
+        found = {}
+        for file in path.glob("*.safetensors"):
+            with safe_open(str(file), "pt") as f:
+                found.update({name: (file, name) for name in f.keys()})
+        return found
+
+    ours, theirs = tensors(a), tensors(b)
+    if not set(theirs) <= set(ours):
+        return False
+    for name, (file, _) in theirs.items():
+        with safe_open(str(file), "pt") as f, safe_open(str(ours[name][0]), "pt") as g:
+            x, y = f.get_tensor(name), g.get_tensor(name)
+            if x.dtype != y.dtype or not x.view(-1).view(torch_uint8()).equal(y.view(-1).view(torch_uint8())):
+                return False
+    return True
+
+
+def torch_uint8():
+    import torch
+
+    return torch.uint8
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", default=str(ROOT / ".cache" / "bench-merge"))
@@ -263,6 +345,9 @@ def main() -> None:
     parser.add_argument("--threads", default="1,0", help="intra-op thread counts to compare (0: torch's default)")
     parser.add_argument("--quick", action="store_true", help="a tiny model: a smoke run")
     parser.add_argument("--device", default="cpu", help="cuda: merge on the GPU (pool moved there, and staged from the CPU)")
+    parser.add_argument("--race", action="store_true", help="recycle merge --config against mergekit-yaml")
+    parser.add_argument("--race-pools", default="smollm2,1b", help="comma separated: smollm2, 1b, quick")
+    parser.add_argument("--race-repeats", type=int, default=3)
     # Internal: what a child process measures.
     parser.add_argument("--_child", choices=["merge", "export"])
     parser.add_argument("--_pool", nargs="+")
@@ -281,6 +366,8 @@ def main() -> None:
         return child_export(args)
 
     cache = Path(args.cache)
+    if args.race:
+        return race(cache, args.race_pools.split(","), args.race_repeats)
     shapes = QUICK if args.quick else FULL
     repeats = 3 if args.quick else args.repeats
     thread_counts = [int(t) for t in args.threads.split(",")]

@@ -98,17 +98,21 @@ def _write(pool: CheckpointPool, plans: dict, out_dtype: torch.dtype | None, tmp
     shards = plan_shards([(e, sizes[e[0]]) for e in entries], max_shard_bytes)
     names = [SINGLE_FILE] if len(shards) == 1 else [
         f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
-    buffer = torch.empty(max(sizes.values(), default=0), dtype=torch.uint8)
+    # Two byte buffers, alternating: one is merged into while the other is written out.
+    largest = max(sizes.values(), default=0)
+    buffers = [torch.empty(largest, dtype=torch.uint8), torch.empty(largest, dtype=torch.uint8)]
     scratch = Scratch()
+    filled = [0]
 
     def fill(name: str, dt: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
-        view = buffer[: sizes[name]].view(dt).view(shape)
+        view = buffers[filled[0] % 2][: sizes[name]].view(dt).view(shape)
+        filled[0] += 1
         merge_planned(pool, plans[name], name, view, scratch, generator)
         return view
 
     for file_name, shard in zip(names, shards):
         with open(tmp / file_name, "wb") as f:
-            write_file(f, shard, fill, {"format": "pt"})
+            write_file(f, shard, fill, {"format": "pt"}, overlap=True)
     if len(shards) > 1:
         import json
 

@@ -151,6 +151,7 @@ def write_file(
     entries: Iterable[tuple[str, torch.dtype, tuple[int, ...]]],
     fill,
     metadata: dict[str, str] | None = None,
+    overlap: bool = False,
 ) -> None:
     """Write a safetensors file one tensor at a time.
 
@@ -170,7 +171,22 @@ def write_file(
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-(8 + len(raw)) % 8)  # pad so the data starts 8-byte aligned
     f.write(struct.pack("<Q", len(raw)) + raw)
-    for name, dtype, shape in entries:
-        tensor = fill(name, dtype, shape)
-        if tensor.numel():
-            f.write(tensor.reshape(-1).view(torch.uint8).numpy())
+    if not overlap:
+        for name, dtype, shape in entries:
+            tensor = fill(name, dtype, shape)
+            if tensor.numel():
+                f.write(tensor.reshape(-1).view(torch.uint8).numpy())
+        return
+    # A writer thread writes tensor k while `fill` computes tensor k+1 (both release the GIL):
+    # `fill` must alternate between two buffers, as the one of tensor k is still being written.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="safetensors-writer") as writer:
+        pending = None
+        for name, dtype, shape in entries:
+            tensor = fill(name, dtype, shape)
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(f.write, tensor.reshape(-1).view(torch.uint8).numpy()) if tensor.numel() else None
+        if pending is not None:
+            pending.result()

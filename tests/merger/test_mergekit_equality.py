@@ -20,7 +20,10 @@ import transformers
 import yaml
 from safetensors.torch import load_file
 
+from contracts.models import MergeSpec
+from merger import CheckpointPool, export_merge
 from merger.config_merge import merge_config
+from merger_fixtures import spec_of
 from mergekit_reference import run_mergekit
 
 LLAMA = dict(hidden_size=64, intermediate_size=160, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
@@ -146,18 +149,48 @@ def merged(pools, tmp_path_factory):
     cases += [(name, config["merge_method"], config) for name, config in dare_configs(pools["bf16"]).items()]
     for name, _, config in cases:
         (work / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    run_mergekit([{"config": str(work / f"{name}.yaml"), "out": str(work / f"mk-{name}"), "seed": 7}
-                  for name, _, _ in cases], work)
-    results = {}
-    for name, method, config in cases:
         merge_config(work / f"{name}.yaml", work / f"rc-{name}", seed=7)
-        results[name] = (method, config, read_dir(work / f"rc-{name}"), read_dir(work / f"mk-{name}"))
-    return results
+    exports = search_exports(pools, work)
+    run_mergekit([{"config": str(work / f"{name}.yaml"), "out": str(work / f"mk-{name}"), "seed": 7}
+                  for name, _, _ in cases]
+                 + [{"config": str(work / f"rc-{name}" / "mergekit.yaml"), "out": str(work / f"mk-{name}")}
+                    for name in exports], work)
+    return {name: (method, config, read_dir(work / f"rc-{name}"), read_dir(work / f"mk-{name}"))
+            for name, method, config in cases + [(name, "export", None) for name in exports]}
+
+
+def search_exports(pools, work: Path) -> list[str]:
+    """A search's exports (recycle export / best-merge) of every method, weights not on the simplex."""
+    specs = {
+        "export-linear": (MergeSpec(), [0.7, 0.2, 0.9, 0.4], None),
+        "export-linear-pool-dtype": (MergeSpec(accumulate="pool"), [0.1, 0.2, 0.3, 0.9], None),
+        "export-task-arithmetic": (MergeSpec(normalize=False, base="c0"), [0.0, 0.6, -0.3, 1.2], None),
+        "export-ties": (MergeSpec(method="ties", normalize=False, base="c0"), [0.0, 0.6, 0.5, 0.8],
+                        {"density": [1.0, 0.3, 0.7, 0.5]}),
+        "export-ties-unnormalized": (MergeSpec(method="ties", normalize=False, base="c0", accumulate="pool"),
+                                     [0.0, 1.1, 0.5, 0.8], {"density": 0.4, "normalize": False, "lambda": 0.8}),
+        "export-task-arithmetic-method": (MergeSpec(method="task_arithmetic", normalize=False, base="c1"),
+                                          [0.3, 0.0, 0.6, -0.4], None),
+    }
+    with CheckpointPool.open(spec_of(pools["bf16"])) as pool:
+        for name, (spec, weights, parameters) in specs.items():
+            export_merge(pool, spec, weights, work / f"rc-{name}", parameters=parameters)
+    return list(specs)
 
 
 @pytest.fixture(scope="module")
 def drawn(merged):
-    return {name: case for name, case in merged.items() if not case[0].startswith("dare")}
+    return {name: case for name, case in merged.items() if case[0] in DRAWS}
+
+
+def test_exports_reproduce_bit_for_bit_with_mergekit(merged):
+    """mergekit-yaml on the mergekit.yaml an export wrote gives the export's tensors, every method."""
+    exports = {name: case for name, case in merged.items() if case[0] == "export"}
+    assert len(exports) == 6
+    for name, (_, _, ours, theirs) in exports.items():
+        assert theirs and set(theirs) <= set(ours), name
+        for tensor, want in theirs.items():
+            assert ours[tensor].dtype == want.dtype and torch.equal(ours[tensor].view(torch.uint8), want.view(torch.uint8)), (name, tensor)
 
 
 def test_every_drawn_config_matches_mergekit(drawn):
