@@ -38,6 +38,11 @@ def services():
     return current_app.config["RECYCLE_SERVICES"]
 
 
+def stale_after_s() -> float:
+    """A worker silent this long is not alive (the lease TTL)."""
+    return current_app.config["RECYCLE_SETTINGS"].lease_ttl_s
+
+
 def _no_constant(name: str):
     raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
 
@@ -137,7 +142,7 @@ def create_search():
     search_id = time.strftime("s%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     store().create_search(search_id, spec)
     store().set_status(search_id, SearchStatus.running)
-    return jsonify(search_view(store(), search_id, spec)), 201
+    return jsonify(search_view(store(), search_id, spec, stale_after_s())), 201
 
 
 @blueprint.get("/v1/searches")
@@ -146,14 +151,14 @@ def list_searches():
     views = []
     for search_id in store().list_searches():
         spec = store().get_search(search_id)
-        views.append(search_view(store(), search_id, spec))
+        views.append(search_view(store(), search_id, spec, stale_after_s()))
     return jsonify({"searches": views})
 
 
 @blueprint.get("/v1/searches/<search_id>")
 @require_read_access
 def get_search(search_id: str):
-    return jsonify(search_view(store(), search_id, find_search(search_id)))
+    return jsonify(search_view(store(), search_id, find_search(search_id), stale_after_s()))
 
 
 @blueprint.get("/v1/searches/<search_id>/trials")
@@ -186,9 +191,8 @@ def get_front(search_id: str):
 @require_read_access
 def list_workers():
     """Every worker process's last heartbeat; one silent past the lease TTL is not alive."""
-    stale_after_s = current_app.config["RECYCLE_SETTINGS"].lease_ttl_s
-    now = time.time()
-    return jsonify({"workers": [w.view(now, stale_after_s) for w in store().workers()], "stale_after_s": stale_after_s})
+    stale, now = stale_after_s(), time.time()
+    return jsonify({"workers": [w.view(now, stale) for w in store().workers()], "stale_after_s": stale})
 
 
 # Only the three actions match: a catch-all <action> would also claim POST .../trials and

@@ -130,7 +130,11 @@ def run_and_report(specs: dict[str, SearchSpec], out_dir: Path, workers: int | N
         folder = out_dir if len(specs) == 1 else out_dir / label
         search_ids[label] = search_id_for(out_dir, folder, label)
         runs[label] = spec, run_one(spec, search_ids[label], folder, workers, device, console)
-    return judge(runs, search_ids, out_dir, device, console)
+    code = judge(runs, search_ids, out_dir, device, console)
+    one = out_dir if len(specs) == 1 else out_dir / next(iter(specs))
+    console.print(f"later: [bold]recycle status {out_dir}[/] (trials, front); [bold]recycle export {one} <trial number>"
+                  " --out DIR[/] (any trial as an HF directory + mergekit.yaml)")
+    return code
 
 
 def judge_run_dir(out_dir: Path, device: str, console: Console) -> int:

@@ -53,8 +53,11 @@ class Heartbeat:
         self.pools: set[str] = set()
         self.trials_done = 0
         self.current: TrialRef | None = None
+        self.idle_since = time.monotonic()
         self.stopping_since: float | None = None
         self._lock = threading.Lock()
+        self._writing = threading.Lock()  # a heartbeat and leaving never cross
+        self._left = False
         self._wake = threading.Event()
         self._reachable = True
         threading.Thread(target=self._run, name="recycle-heartbeat", daemon=True).start()
@@ -78,6 +81,7 @@ class Heartbeat:
         away): nothing can be written, and the lease lapses on its own."""
         with self._lock:
             ref, self.current = self.current, None
+            self.idle_since = time.monotonic()
             self.pools.add(pool)
             self.trials_done += 1
         if ref is not None and published:
@@ -100,10 +104,12 @@ class Heartbeat:
 
     def leave(self) -> None:
         """The process ends cleanly: its record goes (a dead one would show as stale)."""
-        try:
-            self.store.forget_worker(self.worker_id)
-        except UNREACHABLE:
-            pass
+        with self._writing:
+            self._left = True
+            try:
+                self.store.forget_worker(self.worker_id)
+            except UNREACHABLE:
+                pass
 
     # -- the thread -----------------------------------------------------------------
     def _run(self) -> None:
@@ -118,7 +124,9 @@ class Heartbeat:
             info = WorkerInfo(id=self.worker_id, host=socket.gethostname(), device=self.device, pools=tuple(sorted(self.pools)),
                               current_trial=self.current, last_heartbeat=time.time(), trials_done=self.trials_done)
         try:
-            self.store.beat(info)
+            with self._writing:
+                if not self._left:
+                    self.store.beat(info)
             if not self._reachable:
                 log.info("heartbeat: redis reachable again")
             self._reachable = True
@@ -142,9 +150,10 @@ class Heartbeat:
         """Ends the process when its time after SIGTERM is up; else seconds to the next look."""
         if self.stopping_since is None:
             return self.interval_s
-        waited = time.monotonic() - self.stopping_since
+        now = time.monotonic()
+        waited, idle = now - self.stopping_since, now - max(self.stopping_since, self.idle_since)
         ref = self.current
-        if ref is None and waited >= IDLE_EXIT_S:
+        if ref is None and idle >= IDLE_EXIT_S:  # time for Celery to hear the last trial ended
             self.leave()
             os._exit(0)
         if ref is not None and waited >= self.grace_s:
@@ -156,4 +165,4 @@ class Heartbeat:
             self.leave()
             logging.shutdown()
             os._exit(EX_TEMPFAIL)
-        return min(self.interval_s, max(0.05, (self.grace_s if ref else IDLE_EXIT_S) - waited))
+        return min(self.interval_s, max(0.05, self.grace_s - waited if ref else IDLE_EXIT_S - idle))

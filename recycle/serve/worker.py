@@ -92,10 +92,15 @@ def spool_folder() -> Path:
 
 
 def threads_per_process() -> int:
-    """Torch threads for one pool process: the setting, or the cores it may use divided
-    among the pool's processes (as the embedded runtime shares them among its threads)."""
+    """Torch threads for one pool process: RECYCLE_WORKER_THREADS, else OMP_NUM_THREADS when
+    the operator set it, else the cores this process may use divided among the pool's
+    processes (as the embedded runtime shares them among its threads)."""
+    if settings.worker_threads:
+        return settings.worker_threads
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        return int(os.environ["OMP_NUM_THREADS"])
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return settings.worker_threads or max(1, cores // CONCURRENCY)
+    return max(1, cores // CONCURRENCY)
 
 
 @worker_process_init.connect
@@ -106,8 +111,6 @@ def _process_started(**_):
     forget_dead_processes()
     process = state()
     process.metrics.processes.set(1)
-    # SIGTERM (forwarded by the main process, or sent to the whole group) starts the grace.
-    signal.signal(signal.SIGTERM, process.heartbeat.begin_shutdown)
     log.info("worker process %d ready: %d torch threads, lease %g s", os.getpid(), torch.get_num_threads(),
              settings.lease_ttl_s)
 
@@ -194,6 +197,11 @@ def deliver(process: ProcessState, result: TrialResult) -> bool:
 @app.task(name=keys.MERGE_AND_EVALUATE_TASK, bind=True)
 def merge_and_evaluate(self, payload: dict) -> None:
     process = state()
+    # SIGTERM (forwarded by the main process, or sent to the whole group) starts the grace.
+    # Installed here: billiard sets its own handler after worker_process_init; an idle
+    # process keeps billiard's (it exits at once, which is right for it).
+    if signal.getsignal(signal.SIGTERM) != process.heartbeat.begin_shutdown:
+        signal.signal(signal.SIGTERM, process.heartbeat.begin_shutdown)
     try:
         proposal = Proposal.model_validate(payload)  # refuse anything the contracts do not describe
     except ValidationError as error:

@@ -69,8 +69,8 @@ class FaultStack(Stack):
     def port(self, name: str) -> int:
         return self.ports.setdefault(name, free_port())
 
-    def start_worker(self, name: str) -> None:
-        self.start(name, "worker", "--concurrency", "1", "--metrics-port", str(self.port(name)))
+    def start_worker(self, name: str, env: dict | None = None) -> None:
+        self.start(name, "worker", "--concurrency", "1", "--metrics-port", str(self.port(name)), env=env)
 
     def start_proposer(self) -> None:
         self.start("proposer", "proposer", "--metrics-port", str(self.port("proposer")))
@@ -79,10 +79,12 @@ class FaultStack(Stack):
         self.start(name, "api", "--port", str(self.port(name)), env=env)
         return f"http://127.0.0.1:{self.port(name)}"
 
-    def up(self, workers: int = 2, proposer: bool = True, timeout: float = 90) -> "FaultStack":
+    def up(self, workers: int = 2, proposer: bool = True, timeout: float = 90,
+           worker_env: dict[str, dict] | None = None) -> "FaultStack":
+        """`worker_env`: variables for some workers only, by name (worker-1, worker-2, ...)."""
         self.workers = [f"worker-{i + 1}" for i in range(workers)]
         for worker in self.workers:
-            self.start_worker(worker)
+            self.start_worker(worker, env=(worker_env or {}).get(worker))
         if proposer:
             self.start_proposer()
         self.base = self.start_api()
@@ -100,12 +102,17 @@ class FaultStack(Stack):
         wait_for(lambda: self.log(name, tail=None).count(" ready.") >= self.starts[name] and self.children(name),
                  timeout, f"{name} to be ready", self)
 
-    def restart(self, name: str) -> None:
+    def restart(self, name: str, env: dict | None = None) -> None:
         """Start a process that was killed, as it was started (a worker's log says 'ready.' again)."""
         if name == "proposer":
             self.start_proposer()
         else:
-            self.start_worker(name)
+            self.start_worker(name, env=env)
+
+    def workers_view(self) -> dict:
+        status, body = http("GET", self.base + "/v1/workers")
+        assert status == 200, body
+        return body
 
     # -- the API --------------------------------------------------------------------
     def register_pool(self, pool) -> str:

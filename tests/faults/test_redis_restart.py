@@ -1,6 +1,7 @@
 """Redis killed (SIGKILL) mid-search and started again on its AOF: every process
 reconnects with backoff and says so in its log, a result finished during the outage is
-published once Redis is back, and the search completes with nothing lost or doubled."""
+spooled to disk and published once Redis is back, and the search completes with nothing
+lost or doubled."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ def test_redis_restarted_mid_search(stack, redis_server, demo_pool):
     trial = outcome["trial_during_outage"]
     worker_log = stack.log(outcome["worker"], tail=None)
     assert f"redis unavailable while publishing the result of trial {trial}" in worker_log
+    assert f"spooled result of trial {trial} published" in worker_log  # by the worker's main process
+    assert stack.metrics(outcome["worker"])["recycle_worker_spooled_results"] == 0
     assert next(t for t in trials if t["proposal"]["trial_id"] == trial)["status"] == "ok"
     # Each process noticed, backed off and came back.
     assert "consumer: Cannot connect to redis://" in worker_log and "Trying again in" in worker_log
