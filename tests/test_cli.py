@@ -45,7 +45,7 @@ def test_run_a_search_from_yaml(demo_pool, tmp_path):
     assert (out / "front.png").stat().st_size > 10_000
     assert (out / "best-merge" / "mergekit.yaml").exists()
     assert json.loads((out / "best-merge" / "recycle.json").read_text())["search_id"] == "run"
-    assert "Pareto front" in done.stdout
+    assert "Pareto front" in done.stdout and f"later: recycle status {out}" in done.stdout
 
 
 def test_run_a_task_arithmetic_search_as_the_demo_does(demo_pool, tmp_path):
