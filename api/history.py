@@ -8,8 +8,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+import math
+
+import numpy as np
+
 from contracts import TrialStatus
-from proposer import Normalization, ParetoArchive, normalization_of
+from proposer import Normalization, ParetoArchive, hypervolume, normalization_of
+from proposer.pareto import non_dominated
 
 
 @dataclass
@@ -20,6 +25,7 @@ class _Trace:
     points: list[dict] = field(default_factory=list)
     best: float | None = None
     hypervolume: float = 0.0
+    front: dict[str, tuple[float, ...]] = field(default_factory=dict)  # trial id -> normalized losses
 
 
 # One trace per search, extended as results come (results are append-only and the scale is
@@ -29,6 +35,18 @@ _lock = threading.Lock()
 _MAX_TRACES = 64
 
 
+def gain(point, front, reference) -> float:
+    """What `point` adds to the hypervolume of `front`: its own box less the part of it the
+    front already covers (the front's points limited to the box). A full recount after every
+    new front member cost ~50 s over 200 trials of a 4-objective search; this, a small
+    hypervolume per new member."""
+    box = math.prod(max(0.0, r - x) for x, r in zip(point, reference))
+    if box == 0.0 or not front:
+        return box
+    limited = np.maximum(np.asarray(front, dtype=float), np.asarray(point, dtype=float))
+    return box - hypervolume(limited[non_dominated(limited)].tolist(), reference)
+
+
 def _extend(trace: _Trace, results) -> None:
     scale = trace.normalization
     for result in results[len(trace.points):]:
@@ -36,8 +54,10 @@ def _extend(trace: _Trace, results) -> None:
         if ok:
             macro = scale.macro(result.scores)
             trace.best = macro if trace.best is None else min(trace.best, macro)
-            if trace.archive.add(result):  # the volume changes only when the front does
-                trace.hypervolume = trace.archive.hypervolume(scale.reference, scale.losses)
+            if trace.archive.add(result):  # the volume grows only when the front does
+                point = tuple(scale.losses(result.scores))
+                trace.hypervolume += gain(point, list(trace.front.values()), scale.reference)
+                trace.front = {r.trial_id: trace.front.get(r.trial_id, point) for r in trace.archive.front}
         trace.points.append({"settled": len(trace.points) + 1, "number": result.proposal.number,
                              "trial_id": result.trial_id, "ok": ok, "best_macro": trace.best,
                              "hypervolume": trace.hypervolume})

@@ -24,7 +24,7 @@ def spec_for(n_objectives: int, strategy: str = "tpe", budget: int = 40) -> Sear
 def scores_of(weights, tasks, noise: float) -> dict[str, float]:
     """Checkpoint k is good at task k-1 (the base at the 4th); a mix does better than its parts."""
     mixing = 1.0 - sum(w * w for w in weights)
-    good = lambda k, t: (k - 1) % len(CHECKPOINTS) == t  # noqa: E731
+    good = lambda k, t: (k - 1) % len(CHECKPOINTS) == t
     return {task: 3.0 + sum(w * (0.4 if good(k, t) else 1.0) for k, w in enumerate(weights)) - 0.25 * mixing + noise
             for t, task in enumerate(tasks)}
 

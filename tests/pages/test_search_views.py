@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from pathlib import Path
 
 import pytest
 
@@ -123,7 +124,7 @@ def test_parallel_coordinates_select_and_keep_ranges_across_views(watched, serve
 def test_zoom_pan_and_reset(watched, served):
     record(served.store, "s-zoom", 2, n_trials=20)
     page = open_search(watched, served, "s-zoom").page
-    domain = lambda: [float(v) for v in page.get_attribute("#plot svg", "data-x-domain").split(",")]  # noqa: E731
+    domain = lambda: [float(v) for v in page.get_attribute("#plot svg", "data-x-domain").split(",")]
     full = domain()
     box = page.locator("#plot svg").bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
@@ -153,7 +154,7 @@ def test_sorting_and_csv(watched, served):
     record(served.store, "s-sort", 2, n_trials=20)
     page = open_search(watched, served, "s-sort").page
     page.select_option("#rows", "all")
-    column = lambda n: page.eval_on_selector_all(f"#trials tbody tr td:nth-child({n})", "els => els.map(e => e.textContent)")  # noqa: E731
+    column = lambda n: page.eval_on_selector_all(f"#trials tbody tr td:nth-child({n})", "els => els.map(e => e.textContent)")
     page.click("#trials th[data-sort='task:code'] button")
     page.wait_for_selector("#trials th[data-sort='task:code'][aria-sort=ascending]")
     codes = [float(v) for v in column(4) if v != "–"]
@@ -167,7 +168,7 @@ def test_sorting_and_csv(watched, served):
     with page.expect_download() as download:
         page.click("#csv")
     assert download.value.suggested_filename == "s-sort-trials.csv"
-    table = list(csv.DictReader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
+    table = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
     rows = {r["proposal"]["trial_id"]: r for r in rows_of(served, "s-sort")}
     assert len(table) == len(rows) == 20
     for line in table:
