@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api import history  # noqa: E402
-from api.views import search_view, trials_page  # noqa: E402
-from proposer import MemoryStore, ParetoArchive, normalization_of  # noqa: E402
-from tests.pages.recorded import record  # noqa: E402
+from api import history
+from api.views import search_view, trials_page
+from proposer import MemoryStore, ParetoArchive, normalization_of
+from tests.pages.recorded import record
 
 SIZES = ((2, 500), (4, 200), (4, 500))
 
