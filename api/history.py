@@ -5,10 +5,9 @@ scale for two searches on one pool and task set)."""
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
-
-import math
 
 import numpy as np
 
