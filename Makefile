@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo demo-smollm2 test bench-merge bench-faults bench-search bench-stack clean
+.PHONY: venv mergekit-venv demo demo-smollm2 test bench-merge bench-merge-race bench-faults bench-search bench-stack clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,15 @@ test: $(STAMP)
 
 bench-merge: $(STAMP)
 	$(BIN)/python bench/merge.py
+
+# mergekit 0.1.5 in its own venv (it pulls datasets, pandas, pyarrow, peft): the reference of
+# tests/merger/test_mergekit_equality.py (which creates it itself when missing) and of the race.
+mergekit-venv: $(STAMP)
+	$(BIN)/python -c "import sys; sys.path.insert(0, 'tests/merger'); from mergekit_reference import ensure_mergekit; ensure_mergekit()"
+
+# recycle merge --config against mergekit-yaml on 4 x SmolLM2-135M and 4 x 1.1B (bf16): docs/results/merge.md
+bench-merge-race: mergekit-venv
+	$(BIN)/python bench/merge.py --race --write docs/results/merge.md
 
 bench-faults: $(STAMP)
 	$(BIN)/python bench/faults.py

@@ -51,8 +51,13 @@ QUICK = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_att
 DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
 
 
+RECORDS: list[dict] = []
+
+
 def emit(figure: str, value, unit: str, **context) -> None:
-    print(json.dumps({"bench": "merge", "figure": figure, "value": value, "unit": unit, **context}), flush=True)
+    record = {"bench": "merge", "figure": figure, "value": value, "unit": unit, **context}
+    RECORDS.append(record)
+    print(json.dumps(record), flush=True)
 
 
 # -- building the pool -------------------------------------------------------------
@@ -269,7 +274,7 @@ def run_child(kind: str, dirs: list[Path], dtype_name: str, threads: int, thp: b
 # -- the race against mergekit ------------------------------------------------------
 
 
-def race(cache: Path, pools: list[str], repeats: int) -> None:
+def race(cache: Path, pools: list[str], repeats: int) -> list[dict]:
     import statistics
 
     sys.path.insert(0, str(ROOT / "tests" / "merger"))
@@ -298,7 +303,7 @@ def race(cache: Path, pools: list[str], repeats: int) -> None:
                 t0 = time.perf_counter()
                 subprocess.run([*commands[tool], str(out)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 times[tool].append(time.perf_counter() - t0)
-                emit("race_run_s", round(times[tool][-1], 2), "s", tool=tool, run=k, **ctx)
+                emit("race_run_s", round(times[tool][-1], 2), "s", tool=tool, run=k, load_average=os.getloadavg()[0], **ctx)
         same = outputs_identical(cache / "race-out-recycle", cache / "race-out-mergekit")
         medians = {tool: statistics.median(t) for tool, t in times.items()}
         emit("race_speedup", round(medians["mergekit"] / medians["recycle"], 2), "x", **ctx,
@@ -306,6 +311,41 @@ def race(cache: Path, pools: list[str], repeats: int) -> None:
              repeats=repeats, bit_identical=same)
         for tool in times:
             subprocess.run(["rm", "-rf", str(cache / f"race-out-{tool}")], check=True)
+    return RECORDS
+
+
+def render_race(records: list[dict], command: str) -> str:
+    """docs/results/merge.md from the race's JSON lines."""
+    import platform
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    loads = [r["load_average"] for r in records if "load_average" in r]
+    lines = [
+        "# `recycle merge --config` against `mergekit-yaml`",
+        "",
+        f"Regenerate: `{command}` (builds the pools once in .cache/bench-merge;",
+        "mergekit 0.1.5 runs from its own venv, .cache/mergekit-venv, made on first use).",
+        f"Machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, load average "
+        + (f"{min(loads):.1f}-{max(loads):.1f} during the runs" if loads else "not recorded")
+        + f"; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "Each command is a fresh process, as a user runs it (start-up included), the two alternating, the",
+        "page cache warm; the same linear config (4 bf16 checkpoints, weights 0.4/0.3/0.2/0.1, normalize),",
+        "random-weight Llamas of the named shape. `bit-identical`: every tensor mergekit wrote is in",
+        "recycle's output with the same bytes.",
+        "",
+        "| pool | checkpoint size | recycle median s | mergekit median s | speed-up | runs each | bit-identical | recycle runs s | mergekit runs s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for summary in (r for r in records if r["figure"] == "race_speedup"):
+        runs = {tool: [r["value"] for r in records if r["figure"] == "race_run_s" and r["pool"] == summary["pool"] and r["tool"] == tool]
+                for tool in ("recycle", "mergekit")}
+        lines.append(
+            f"| {summary['pool']} | {summary['checkpoint_bytes'] / 1e9:.2f} GB | {summary['recycle_median_s']} | "
+            f"{summary['mergekit_median_s']} | {summary['value']}x | {summary['repeats']} | {summary['bit_identical']} | "
+            f"{', '.join(map(str, runs['recycle']))} | {', '.join(map(str, runs['mergekit']))} |")
+    lines += ["", "Targets (issue 20): at least 3x on 4 x SmolLM2-135M and 5x on 4 x 1B, in the same run.", ""]
+    return "\n".join(lines)
 
 
 def outputs_identical(a: Path, b: Path) -> bool:
@@ -348,6 +388,8 @@ def main() -> None:
     parser.add_argument("--race", action="store_true", help="recycle merge --config against mergekit-yaml")
     parser.add_argument("--race-pools", default="smollm2,1b", help="comma separated: smollm2, 1b, quick")
     parser.add_argument("--race-repeats", type=int, default=3)
+    parser.add_argument("--write", help="with --race: write the figures as markdown here (docs/results/merge.md)")
+    parser.add_argument("--render", help="a saved --race log (JSON lines) to write as markdown with --write")
     # Internal: what a child process measures.
     parser.add_argument("--_child", choices=["merge", "export"])
     parser.add_argument("--_pool", nargs="+")
@@ -366,8 +408,16 @@ def main() -> None:
         return child_export(args)
 
     cache = Path(args.cache)
+    if args.render:
+        records = [json.loads(line) for line in Path(args.render).read_text().splitlines() if line.startswith("{")]
+        Path(args.write).write_text(render_race(records, "python bench/merge.py --race --write docs/results/merge.md"))
+        return
     if args.race:
-        return race(cache, args.race_pools.split(","), args.race_repeats)
+        records = race(cache, args.race_pools.split(","), args.race_repeats)
+        if args.write:
+            command = "python bench/merge.py --race" + (f" --race-repeats {args.race_repeats}" if args.race_repeats != 3 else "")
+            Path(args.write).write_text(render_race(records, command + f" --write {args.write}"))
+        return
     shapes = QUICK if args.quick else FULL
     repeats = 3 if args.quick else args.repeats
     thread_counts = [int(t) for t in args.threads.split(",")]
