@@ -10,7 +10,7 @@ export function stepChart({ width, height, series, xLabel, yLabel, emptyText }) 
   const all = known.flatMap((s) => s.points);
   if (all.length === 0) return emptyChart(width, height, emptyText);
   const frame = { left: MARGIN.left, top: MARGIN.top, width: width - MARGIN.left - MARGIN.right, height: height - MARGIN.top - MARGIN.bottom };
-  const xs = [0, Math.max(...all.map(([x]) => x))];
+  const xs = [0, Math.max(...all.map(([x]) => x)) * 1.03]; // room after the last step, off the frame
   const sx = scale(xs[1] > xs[0] ? xs : [0, 1], [frame.left, frame.left + frame.width]);
   const sy = scale(extent(all.map(([, y]) => y)), [frame.top + frame.height, frame.top]);
   const root = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": yLabel });
