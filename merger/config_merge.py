@@ -26,7 +26,7 @@ from merger.errors import ExportExistsError
 from merger.exact import Scratch
 from merger.export import INDEX_FILE, SINGLE_FILE, _copy_model_files, plan_shards
 from merger.mergekit_config import MergeConfigError, layer_count, parse_config, plan_tensors
-from merger.methods import merge_planned
+from merger.planned import merge_planned
 from merger.pool import CheckpointPool
 from merger.safetensors_mmap import write_file
 

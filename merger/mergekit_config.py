@@ -26,7 +26,8 @@ from typing import Any
 import torch
 
 from merger.errors import MergerError
-from merger.methods import MERGE_METHODS, MergeMethod, TensorPlan
+from merger.methods import MERGE_METHODS, MergeMethod
+from merger.planned import TensorPlan
 from merger.parameters import Scope, resolve
 
 SUPPORTED_METHODS = ("linear", "task_arithmetic", "ties", "dare_linear", "dare_ties")

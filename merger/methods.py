@@ -28,7 +28,6 @@ One MergeMethod instance owns one scratch: use one instance per thread.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
@@ -40,6 +39,7 @@ from merger.errors import MergerError, MethodError, WeightsError
 from merger.exact import Scratch
 from merger.linear_kernels import _copy_chunks, linear_combination
 from merger.parameters import Parameter, Scope
+from merger.planned import TensorPlan, merge_planned
 from merger.pool import CheckpointPool
 from merger.segments import allocate_flat, flat_view
 
@@ -65,21 +65,6 @@ def get_method(name: str) -> type["MergeMethod"]:
 
 def make_method(pool: CheckpointPool, spec: MergeSpec, parameters: Mapping[str, Any] | None = None) -> "MergeMethod":
     return get_method(spec.method)(pool, spec, parameters)
-
-
-@dataclass(frozen=True)
-class TensorPlan:
-    """One tensor's merge with every parameter resolved (mergekit's per-tensor task)."""
-
-    inputs: tuple[int, ...]  # pool indices, in mergekit's order (the base included where listed)
-    base: int | None
-    per_input: Mapping[str, tuple]  # parameter -> one value per input
-    shared: Mapping[str, Any]
-    compute: torch.dtype | None  # mergekit's `dtype` (None: each tensor's stored dtype)
-    kind: exact.TaskVectorKind | None = None  # None: linear
-    # Integer/bool tensors that differ between inputs: mergekit refuses them ("error"); a search
-    # takes the first checkpoint's ("first").
-    buffers: str = "error"
 
 
 class MergeMethod:
@@ -278,28 +263,6 @@ class Linear(MergeMethod):
         sources = [(self.pool.segment(i, number), c) for i, c in prepared]
         linear_combination(out, sources, scratch, accumulate_fp32=self.spec.accumulate == "float32")
         return True
-
-
-def merge_planned(pool: CheckpointPool, plan: TensorPlan, name: str, out: torch.Tensor, scratch: Scratch,
-                  generator: torch.Generator | None = None) -> None:
-    """Fill `out` with exactly what mergekit computes for tensor `name` under `plan` (merger/exact.py)."""
-    xs = [pool.tensor(i, name) for i in plan.inputs]
-    if not pool.dtype(name).is_floating_point:
-        exact.copy_buffer(out, xs if plan.buffers == "error" else xs[:1], name)
-        return
-    compute = plan.compute or pool.dtype(name)
-    with torch.no_grad():
-        if plan.kind is None:
-            exact.linear(out, xs, plan.per_input["weight"], plan.shared["normalize"], compute, scratch)
-            return
-        others = [k for k, i in enumerate(plan.inputs) if i != plan.base]
-        densities = plan.per_input.get("density") or (1.0,) * len(plan.inputs)
-        exact.task_vectors(
-            out, pool.tensor(plan.base, name), [xs[k] for k in others], plan.kind,
-            [plan.per_input["weight"][k] for k in others], [densities[k] for k in others],
-            plan.shared["normalize"], plan.shared["rescale"], plan.shared["lambda"], plan.shared["int8_mask"],
-            compute, scratch, generator,
-        )
 
 
 def check_outputs(pool: CheckpointPool, out: Mapping[str, torch.Tensor]) -> None:
