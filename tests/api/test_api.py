@@ -110,7 +110,7 @@ def test_search_lifecycle_and_errors(client, demo_pool, store):
     assert created.status_code == 201, created.json
     search_id = created.json["id"]
     assert created.json["status"] == "running" and created.json["done"] == 0
-    assert client.get(f"/v1/searches/{search_id}/trials").json == {"total": 0, "offset": 0, "trials": []}
+    assert client.get(f"/v1/searches/{search_id}/trials").json == {"total": 0, "offset": 0, "scaled": False, "trials": []}
     assert client.get(f"/v1/searches/{search_id}/front").json["front"] == []
     assert client.post(f"/v1/searches/{search_id}/resume", headers=AUTH).status_code == 409
     assert client.post(f"/v1/searches/{search_id}/pause", headers=AUTH).json["status"] == "paused"
