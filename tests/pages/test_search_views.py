@@ -220,6 +220,9 @@ def test_status_message_goes_once_the_search_moves_on(watched, served):
     served.store.set_status("s-life", SearchStatus.completed)
     page.wait_for_selector("#status[data-status=completed]")
     assert page.is_hidden("#message")
+    # The trials that came in while the page was open are drawn and counted too (9 + 3 ok).
+    page.wait_for_function("() => document.querySelectorAll('#plot [data-trial-id]').length === 12")
+    assert page.inner_text("#progress-text").startswith("13 of 13 trials")
     assert watch.errors == [], watch.errors
 
 
