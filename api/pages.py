@@ -1,7 +1,8 @@
 """The status page: plain HTML shells that poll the JSON API from the browser.
 
 No build step and no CDN: the scripts and styles under api/static are served by
-this blueprint, and the scatter is drawn as inline SVG by static/search.js.
+this blueprint, and the charts are drawn as inline SVG by the modules in static/search/
+(plot.js and its siblings draw; main.js polls and keeps what the user picked).
 The shells carry no search data themselves; everything shown is read from
 /v1/... with the same auth as any other client, so the public-reads setting
 applies (the page asks for the token when reads need one).
