@@ -80,7 +80,12 @@ class TinyPool:
     name = "tiny-pool"
 
     def __init__(self, cache: Path):
+        import torch
+
         from evaluator import Evaluator
+
+        # One thread: on a shared machine torch's spinning thread pool costs more than it gains.
+        torch.set_num_threads(1)
 
         manifest = cache / "bench-pool.json"
         if not manifest.exists():
