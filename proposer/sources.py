@@ -25,6 +25,7 @@ from proposer.baselines import fixed_baselines, greedy_candidate, soup_weights
 from proposer.dominance import dominance_probe
 from proposer.history import History
 from proposer.prescreen import HypervolumePrescreen
+from proposer.space import WeightSpace
 from proposer.strategies.base import Strategy, Weights
 
 Offer = tuple[Source, Weights]  # (who proposes, pool weights)
@@ -122,7 +123,7 @@ class Prescreened(StrategySource):
         return self._propose(number, candidates[chosen], history)
 
 
-def sources_for(spec: SearchSpec, space, strategy: Strategy) -> list[ProposalSource]:
+def sources_for(spec: SearchSpec, space: WeightSpace, strategy: Strategy) -> list[ProposalSource]:
     """The ordered sources a spec asks for (the first offer wins)."""
     sources: list[ProposalSource] = []
     if spec.baselines:
