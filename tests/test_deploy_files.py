@@ -213,6 +213,16 @@ def test_workers_have_a_fresh_multiprocess_dir(services):
         assert directory in services[name]["tmpfs"], f"{name}: {directory} is not a tmpfs"
 
 
+def test_workers_get_their_shutdown_grace_before_docker_kills_them(services):
+    """Docker's SIGKILL comes after the grace in which a worker finishes or hands back its trial."""
+    from recycle.settings import Settings
+
+    for name in ("worker", "worker-gpu"):
+        grace = services[name]["stop_grace_period"]
+        assert re.fullmatch(r"\d+s", grace), grace
+        assert int(grace[:-1]) >= Settings().worker_shutdown_grace_s + 5, name
+
+
 def test_cpu_worker_starts_by_default_and_gpu_worker_needs_its_profile(services):
     assert not services["worker"].get("profiles"), "`docker compose up` must start the CPU worker"
     gpu = services["worker-gpu"]
