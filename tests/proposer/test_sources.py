@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from contracts import Proposal, SearchSpec, Source
 from proposer import MemoryStore, SearchDriver
-from proposer.sources import DominanceProbes, FixedBaselines, GreedySoup, Prescreened, StrategySource, sources_for
+from proposer.sources import DominanceProbes, FixedBaselines, GreedySoup, Prescreened, StrategySource
 from tests.proposer.search_fakes import make_spec, run
 
 OLD_TEXT = ["single:c0", "shrunk:c1", "probe:c2", "greedy", "uniform", "tpe", "cmaes", "random"]
