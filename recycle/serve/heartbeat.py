@@ -60,6 +60,7 @@ class Heartbeat:
         self._left = False
         self._wake = threading.Event()
         self._reachable = True
+        self._lost: TrialRef | None = None  # a lease another worker took over: not fought for
         threading.Thread(target=self._run, name="recycle-heartbeat", daemon=True).start()
 
     # -- the trial ------------------------------------------------------------------
@@ -137,12 +138,20 @@ class Heartbeat:
 
     def _renew(self) -> None:
         ref = self.current
-        if ref is None or not self._reachable:
+        if ref is None or not self._reachable or ref == self._lost:
             return
         try:
-            if not self.store.renew_lease(ref.search_id, ref.trial_id, self.worker_id, self.ttl_s) and self.current == ref:
-                log.warning("trial %s: lease lost (lapsed while this process was unreachable); its result still counts "
-                            "if it comes first", ref.trial_id)
+            if self.store.renew_lease(ref.search_id, ref.trial_id, self.worker_id, self.ttl_s) or self.current != ref:
+                return
+            # Lapsed while Redis was out of reach (a restarted Redis drops expired keys): take it
+            # again unless the trial went to another worker meanwhile.
+            holder = self.store.claim_trial(ref.search_id, ref.trial_id, self.worker_id, self.ttl_s)
+            if holder is None:
+                log.info("trial %s: lease taken again after redis was out of reach", ref.trial_id)
+            else:
+                self._lost = ref
+                log.warning("trial %s: lease lost to %s while redis was out of reach; the first result counts",
+                            ref.trial_id, holder)
         except UNREACHABLE:
             pass
 

@@ -17,14 +17,13 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, TypeVar
-
-import signal
-import threading
 
 import redis
 from celery.exceptions import Reject
