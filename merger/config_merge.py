@@ -15,6 +15,8 @@ import os
 import re
 import shutil
 import tempfile
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -22,16 +24,19 @@ import yaml
 
 from contracts.models import CheckpointRef, PoolSpec
 
+from merger.direct_io import DirectFile
 from merger.errors import ExportExistsError
 from merger.exact import Scratch
 from merger.export import INDEX_FILE, SINGLE_FILE, _copy_model_files, plan_shards
 from merger.mergekit_config import MergeConfigError, layer_count, parse_config, plan_tensors
 from merger.planned import merge_planned
 from merger.pool import CheckpointPool
-from merger.safetensors_mmap import write_file
+from merger.safetensors_mmap import file_order, write_file
 
 # mergekit's default output shard size is 5B parameters; ours counts bytes, as exports do.
 MAX_SHARD_BYTES = 5 * 1024**3
+# Threads merging ahead of the writer (each op single-threaded: see recycle/commands/merge.py).
+MERGE_THREADS = 2
 
 
 def read_config(path: str | Path):
@@ -87,6 +92,57 @@ def merge_config(config_path: str | Path, out_dir: str | Path, seed: int | None 
     return out_dir
 
 
+class _AheadMerger:
+    """`fill` for write_file that merges the next tensors on worker threads while this thread
+    writes: torch ops and file writes release the GIL, so on two cores the merge hides behind
+    the write. Tensor k lives in buffer k % BUFFERS until it is written; at most BUFFERS - 1
+    tensors are merged ahead, so a buffer is never refilled before its tensor was written.
+    DARE draws random drops: one worker then keeps the generator's order fixed."""
+
+    BUFFERS = 4
+
+    def __init__(self, pool: CheckpointPool, plans: dict, sizes: dict[str, int], generator):
+        self.entries: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
+        largest = max(sizes.values(), default=0)
+        self.buffers = [torch.empty(largest, dtype=torch.uint8) for _ in range(self.BUFFERS)]
+        self.pool, self.plans, self.sizes, self.generator = pool, plans, sizes, generator
+        random = any(p.kind is not None and p.kind.sparsify == "random" for p in plans.values())
+        self.workers = ThreadPoolExecutor(1 if random else MERGE_THREADS, thread_name_prefix="merge")
+        self.local = threading.local()
+        self.order: list[str] = []
+        self.pending: dict[str, Future] = {}
+        self.count = 0
+
+    def expect(self, entries: list) -> None:
+        self.entries.update({name: (dtype, shape) for name, dtype, shape in entries})
+        self.order, self.next = [name for name, _, _ in entries], 0
+        for _ in range(self.BUFFERS - 1):
+            self._submit()
+
+    def _submit(self) -> None:
+        if self.next < len(self.order):
+            name = self.order[self.next]
+            buffer = self.buffers[self.count % self.BUFFERS]
+            self.pending[name] = self.workers.submit(self._merge, name, buffer)
+            self.next, self.count = self.next + 1, self.count + 1
+
+    def _merge(self, name: str, buffer: torch.Tensor) -> torch.Tensor:
+        if not hasattr(self.local, "scratch"):
+            self.local.scratch = Scratch()  # one per worker thread
+        dtype, shape = self.entries[name]
+        view = buffer[: self.sizes[name]].view(dtype).view(shape)
+        merge_planned(self.pool, self.plans[name], name, view, self.local.scratch, self.generator)
+        return view
+
+    def fill(self, name: str, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+        view = self.pending.pop(name).result()
+        self._submit()  # the tensor before this one is written: its buffer may be refilled
+        return view
+
+    def close(self) -> None:
+        self.workers.shutdown(cancel_futures=True)
+
+
 def _write(pool: CheckpointPool, plans: dict, out_dtype: torch.dtype | None, tmp: Path,
            generator: torch.Generator | None, max_shard_bytes: int) -> None:
     def dtype_of(name: str) -> torch.dtype:
@@ -98,21 +154,14 @@ def _write(pool: CheckpointPool, plans: dict, out_dtype: torch.dtype | None, tmp
     shards = plan_shards([(e, sizes[e[0]]) for e in entries], max_shard_bytes)
     names = [SINGLE_FILE] if len(shards) == 1 else [
         f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
-    # Two byte buffers, alternating: one is merged into while the other is written out.
-    largest = max(sizes.values(), default=0)
-    buffers = [torch.empty(largest, dtype=torch.uint8), torch.empty(largest, dtype=torch.uint8)]
-    scratch = Scratch()
-    filled = [0]
-
-    def fill(name: str, dt: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
-        view = buffers[filled[0] % 2][: sizes[name]].view(dt).view(shape)
-        filled[0] += 1
-        merge_planned(pool, plans[name], name, view, scratch, generator)
-        return view
-
-    for file_name, shard in zip(names, shards):
-        with open(tmp / file_name, "wb") as f:
-            write_file(f, shard, fill, {"format": "pt"}, overlap=True)
+    merger = _AheadMerger(pool, plans, sizes, generator)
+    try:
+        for file_name, shard in zip(names, shards):
+            merger.expect(file_order(shard))
+            with DirectFile(tmp / file_name) as f:
+                write_file(f, shard, merger.fill, {"format": "pt"})
+    finally:
+        merger.close()
     if len(shards) > 1:
         import json
 

@@ -146,12 +146,16 @@ class MappedFile:
             pass  # views still alive elsewhere keep it mapped; it unmaps when the last one goes
 
 
+def file_order(entries: Iterable[tuple[str, torch.dtype, tuple[int, ...]]]) -> list:
+    """The order write_file lays tensors out (and calls `fill` in): widest dtype first, then by name."""
+    return sorted(entries, key=lambda e: (-e[1].itemsize, e[0]))
+
+
 def write_file(
     f: BinaryIO,
     entries: Iterable[tuple[str, torch.dtype, tuple[int, ...]]],
     fill,
     metadata: dict[str, str] | None = None,
-    overlap: bool = False,
 ) -> None:
     """Write a safetensors file one tensor at a time.
 
@@ -159,7 +163,7 @@ def write_file(
     tensor needs to be in memory. Tensors are laid out widest dtype first so every
     tensor starts aligned to its element size, as mmap readers prefer.
     """
-    entries = sorted(entries, key=lambda e: (-e[1].itemsize, e[0]))
+    entries = file_order(entries)
     header: dict[str, object] = {}
     if metadata:
         header["__metadata__"] = metadata
@@ -171,22 +175,7 @@ def write_file(
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-(8 + len(raw)) % 8)  # pad so the data starts 8-byte aligned
     f.write(struct.pack("<Q", len(raw)) + raw)
-    if not overlap:
-        for name, dtype, shape in entries:
-            tensor = fill(name, dtype, shape)
-            if tensor.numel():
-                f.write(tensor.reshape(-1).view(torch.uint8).numpy())
-        return
-    # A writer thread writes tensor k while `fill` computes tensor k+1 (both release the GIL):
-    # `fill` must alternate between two buffers, as the one of tensor k is still being written.
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1, thread_name_prefix="safetensors-writer") as writer:
-        pending = None
-        for name, dtype, shape in entries:
-            tensor = fill(name, dtype, shape)
-            if pending is not None:
-                pending.result()
-            pending = writer.submit(f.write, tensor.reshape(-1).view(torch.uint8).numpy()) if tensor.numel() else None
-        if pending is not None:
-            pending.result()
+    for name, dtype, shape in entries:
+        tensor = fill(name, dtype, shape)
+        if tensor.numel():
+            f.write(tensor.reshape(-1).view(torch.uint8).numpy())

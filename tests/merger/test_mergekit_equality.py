@@ -21,7 +21,7 @@ import yaml
 from safetensors.torch import load_file
 
 from contracts.models import MergeSpec
-from merger import CheckpointPool, export_merge
+from merger import CheckpointPool, exact, export_merge
 from merger.config_merge import merge_config
 from merger_fixtures import spec_of
 from mergekit_reference import run_mergekit
@@ -147,10 +147,14 @@ def merged(pools, tmp_path_factory):
             pool = "bf16" if k % 3 != 2 else "fp32"
             cases.append((f"{method}-{k}-{pool}", method, draw_config(rng, method, pools[pool])))
     cases += [(name, config["merge_method"], config) for name, config in dare_configs(pools["bf16"]).items()]
-    for name, _, config in cases:
-        (work / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        merge_config(work / f"{name}.yaml", work / f"rc-{name}", seed=7)
-    exports = search_exports(pools, work)
+    with pytest.MonkeyPatch.context() as patch:
+        # Runs much shorter than these tensors (up to 20K elements): the result must not depend on them.
+        patch.setattr(exact, "CHUNK_ELEMENTS", 4096)
+        patch.setattr(exact, "LINEAR_CHUNK_ELEMENTS", 1000)
+        for name, _, config in cases:
+            (work / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+            merge_config(work / f"{name}.yaml", work / f"rc-{name}", seed=7)
+        exports = search_exports(pools, work)
     run_mergekit([{"config": str(work / f"{name}.yaml"), "out": str(work / f"mk-{name}"), "seed": 7}
                   for name, _, _ in cases]
                  + [{"config": str(work / f"rc-{name}" / "mergekit.yaml"), "out": str(work / f"mk-{name}")}

@@ -64,6 +64,7 @@ def small_chunks(monkeypatch):
     """Chunks of 1000 elements, so tiny tensors take the multi-chunk path too."""
     monkeypatch.setattr(linear_kernels, "CPU_CHUNK_ELEMENTS", 1000)
     monkeypatch.setattr(exact, "CHUNK_ELEMENTS", 1000)
+    monkeypatch.setattr(exact, "LINEAR_CHUNK_ELEMENTS", 1000)
 
 
 # -- linear merges against the reference -------------------------------------------
