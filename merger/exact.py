@@ -57,11 +57,13 @@ class Scratch:
         return buf[:numel]
 
 
-def _as(x: torch.Tensor, dtype: torch.dtype, role: str, buffers: Scratch) -> torch.Tensor:
-    """x in `dtype` (x itself when it already is; else a rounded copy in a reused buffer)."""
-    if x.dtype == dtype:
+def _as(x: torch.Tensor, dtype: torch.dtype, role: str, buffers: Scratch, device: torch.device | None = None) -> torch.Tensor:
+    """x in `dtype` on `device` (x itself when it already is; else a rounded copy in a reused
+    buffer: also how a pool on the GPU reaches outputs on the CPU, and back)."""
+    device = device or x.device
+    if x.dtype == dtype and x.device == device:
         return x
-    return buffers.get(role, x.numel(), dtype, x.device).view(x.shape).copy_(x)
+    return buffers.get(role, x.numel(), dtype, device).view(x.shape).copy_(x)
 
 
 def _runs(n: int, step: int | None = None):
@@ -82,7 +84,7 @@ def linear(out: torch.Tensor, xs: Sequence[torch.Tensor], weights: Sequence[floa
            compute: torch.dtype, buffers: Scratch) -> None:
     """mergekit's linear: sum_i w_i x_i in fp32 (fp64 for fp64 inputs), / sum_i w_i when normalize."""
     acc_dtype = torch.float64 if compute == torch.float64 else torch.float32
-    denominator = torch.tensor([list(weights)], dtype=acc_dtype).sum(dim=1) if normalize else None
+    denominator = torch.tensor([list(weights)], dtype=acc_dtype).sum(dim=1).to(out.device) if normalize else None
     # Zero weights add +-0 to a sum that starts at +0: skipping them changes no bit.
     terms = [(x.reshape(-1), w) for x, w in zip(xs, weights) if w != 0.0]
     flat = out.view(-1)
@@ -90,7 +92,7 @@ def linear(out: torch.Tensor, xs: Sequence[torch.Tensor], weights: Sequence[floa
         m = end - start
         acc = buffers.get("acc", m, acc_dtype, out.device).zero_()
         for x, w in terms:
-            piece = _as(x[start:end], compute, "gather", buffers)  # mergekit's cast to `dtype`
+            piece = _as(x[start:end], compute, "gather", buffers, out.device)  # mergekit's cast to `dtype`
             acc.add_(_as(piece, acc_dtype, "widen", buffers), alpha=w)  # == addcmul_ with an fp32 coefficient
         if denominator is not None:
             acc.div_(denominator)
@@ -126,19 +128,19 @@ def task_vectors(out: torch.Tensor, base: torch.Tensor, xs: Sequence[torch.Tenso
     flat_out = out.view(-1)
     base_flat = base.reshape(-1)
     if not xs:  # only the base: mergekit returns it
-        _store(flat_out, _as(base_flat, compute, "base", buffers), compute, buffers)
+        _store(flat_out, _as(base_flat, compute, "base", buffers, out.device), compute, buffers)
         return
     n = base_flat.numel()
-    masks = [_sparsity_mask(base_flat, x.reshape(-1), kind.sparsify, d, rescale, compute, buffers, generator, i)
-             for i, (x, d) in enumerate(zip(xs, densities))]
+    masks = [_sparsity_mask(base_flat, x.reshape(-1), kind.sparsify, d, rescale, compute, buffers, generator, out.device)
+             for x, d in zip(xs, densities)]
     w = torch.tensor(list(weights), dtype=compute, device=out.device).view(-1, 1)
     mask_dtype = torch.int8 if int8_mask else compute
     for start, end in _runs(n):
         m = end - start
-        b = _as(base_flat[start:end], compute, "base", buffers)
+        b = _as(base_flat[start:end], compute, "base", buffers, out.device)
         deltas = buffers.get("deltas", len(xs) * m, compute, out.device).view(len(xs), m)
         for i, x in enumerate(xs):
-            torch.sub(_as(x.reshape(-1)[start:end], compute, "gather", buffers), b, out=deltas[i])
+            torch.sub(_as(x.reshape(-1)[start:end], compute, "gather", buffers, out.device), b, out=deltas[i])
             if masks[i] is not None:
                 _apply_mask(deltas[i], masks[i], start, end, compute, buffers)
         deltas.mul_(w)
@@ -168,7 +170,8 @@ class _Mask:
 
 
 def _sparsity_mask(base: torch.Tensor, x: torch.Tensor, method: str | None, density: float, rescale: bool,
-                   compute: torch.dtype, buffers: Scratch, generator: torch.Generator | None, index: int) -> _Mask | None:
+                   compute: torch.dtype, buffers: Scratch, generator: torch.Generator | None,
+                   device: torch.device) -> _Mask | None:
     """What sparsification keeps of d = x - base (None: all of it, unscaled): mergekit's
     sparsify.magnitude / sparsify.bernoulli, on the whole tensor as mergekit does."""
     if method is None or density >= 1:
@@ -182,18 +185,18 @@ def _sparsity_mask(base: torch.Tensor, x: torch.Tensor, method: str | None, dens
         work = compute if compute == torch.bfloat16 else torch.float32  # torch.bernoulli lacks CPU fp16
     else:
         raise MethodError(f"unknown sparsification {method!r}")
-    delta = buffers.get("delta", n, compute, base.device)
-    torch.sub(_as(x, compute, "gather", buffers), _as(base, compute, "base", buffers), out=delta)
+    delta = buffers.get("delta", n, compute, device)
+    torch.sub(_as(x, compute, "gather", buffers, device), _as(base, compute, "base", buffers, device), out=delta)
     if method == "magnitude":
         k = max(1, int(density * n))
         magnitudes = delta.abs()
         if magnitudes.device.type == "cpu":
             magnitudes = magnitudes.float()
-        keep = torch.zeros(n, dtype=torch.bool, device=base.device)
+        keep = torch.zeros(n, dtype=torch.bool, device=device)
         keep[torch.argsort(magnitudes, descending=True)[:k]] = True
         del magnitudes
     else:
-        probability = torch.full((n,), density, dtype=work, device=base.device)
+        probability = torch.full((n,), density, dtype=work, device=device)
         keep = torch.bernoulli(probability, generator=generator).bool()
         del probability
     scale = None
