@@ -289,13 +289,15 @@ def race(cache: Path, pools: list[str], repeats: int) -> list[dict]:
         weights = [0.4, 0.3, 0.2, 0.1]
         config.write_text("merge_method: linear\nmodels:\n" + "".join(
             f"  - model: {d}\n    parameters: {{weight: {w}}}\n" for d, w in zip(dirs, weights)))
+        # recycle-weights: the same merge as `recycle merge CHECKPOINTS --weights` (issue 22's race).
         commands = {"recycle": [str(recycle_bin), "merge", "--config", str(config), "--out"],
-                    "mergekit": [str(VENV / "bin" / "mergekit-yaml"), str(config)]}
-        times: dict[str, list[float]] = {"recycle": [], "mergekit": []}
+                    "mergekit": [str(VENV / "bin" / "mergekit-yaml"), str(config)],
+                    "recycle-weights": [str(recycle_bin), "merge", *map(str, dirs), "--weights", *map(str, weights), "--out"]}
+        times: dict[str, list[float]] = {tool: [] for tool in commands}
         ctx = dict(pool=pool_name, checkpoints=4, dtype="bf16", method="linear",
                    checkpoint_bytes=sum(f.stat().st_size for f in dirs[0].glob("*.safetensors")), cores=os.cpu_count())
         for k in range(repeats):
-            order = ["recycle", "mergekit"] if k % 2 == 0 else ["mergekit", "recycle"]
+            order = ["recycle", "mergekit", "recycle-weights"] if k % 2 == 0 else ["recycle-weights", "mergekit", "recycle"]
             for tool in order:
                 out = cache / f"race-out-{tool}"
                 subprocess.run(["rm", "-rf", str(out)], check=True)
@@ -309,6 +311,9 @@ def race(cache: Path, pools: list[str], repeats: int) -> list[dict]:
         emit("race_speedup", round(medians["mergekit"] / medians["recycle"], 2), "x", **ctx,
              recycle_median_s=round(medians["recycle"], 2), mergekit_median_s=round(medians["mergekit"], 2),
              repeats=repeats, bit_identical=same)
+        emit("race_speedup_weights", round(medians["mergekit"] / medians["recycle-weights"], 2), "x", **ctx,
+             recycle_weights_median_s=round(medians["recycle-weights"], 2), mergekit_median_s=round(medians["mergekit"], 2),
+             repeats=repeats)
         for tool in times:
             subprocess.run(["rm", "-rf", str(cache / f"race-out-{tool}")], check=True)
     return RECORDS
@@ -339,11 +344,17 @@ def render_race(records: list[dict], command: str) -> str:
     ]
     for summary in (r for r in records if r["figure"] == "race_speedup"):
         runs = {tool: [r["value"] for r in records if r["figure"] == "race_run_s" and r["pool"] == summary["pool"] and r["tool"] == tool]
-                for tool in ("recycle", "mergekit")}
+                for tool in ("recycle", "mergekit", "recycle-weights")}
         lines.append(
             f"| {summary['pool']} | {summary['checkpoint_bytes'] / 1e9:.2f} GB | {summary['recycle_median_s']} | "
             f"{summary['mergekit_median_s']} | {summary['value']}x | {summary['repeats']} | {summary['bit_identical']} | "
             f"{', '.join(map(str, runs['recycle']))} | {', '.join(map(str, runs['mergekit']))} |")
+    weights = [r for r in records if r["figure"] == "race_speedup_weights"]
+    if weights:
+        lines += ["", "The same merge through `recycle merge CHECKPOINTS --weights 0.4 0.3 0.2 0.1 --out DIR` (an export:",
+                  "weights normalized first, then summed, so within one bf16 step of the config's output, not compared):", "",
+                  "| pool | recycle merge --weights median s | mergekit median s | speed-up |", "|---|---|---|---|"]
+        lines += [f"| {r['pool']} | {r['recycle_weights_median_s']} | {r['mergekit_median_s']} | {r['value']}x |" for r in weights]
     lines += [
         "",
         "Targets (issue 20): at least 3x on 4 x SmolLM2-135M and 5x on 4 x 1B, in the same run.",

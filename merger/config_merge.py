@@ -10,13 +10,10 @@ ones to the working directory, as mergekit reads them).
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
 import tempfile
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -24,19 +21,14 @@ import yaml
 
 from contracts.models import CheckpointRef, PoolSpec
 
-from merger.direct_io import DirectFile
 from merger.errors import ExportExistsError
-from merger.exact import Scratch
-from merger.export import INDEX_FILE, SINGLE_FILE, _copy_model_files, plan_shards
+from merger.export import _copy_model_files
 from merger.mergekit_config import MergeConfigError, layer_count, parse_config, plan_tensors
-from merger.planned import merge_planned
 from merger.pool import CheckpointPool
-from merger.safetensors_mmap import file_order, write_file
+from merger.writer import write_weights
 
 # mergekit's default output shard size is 5B parameters; ours counts bytes, as exports do.
 MAX_SHARD_BYTES = 5 * 1024**3
-# Threads merging ahead of the writer (each op single-threaded: see recycle/commands/merge.py).
-MERGE_THREADS = 2
 
 
 def read_config(path: str | Path):
@@ -81,7 +73,7 @@ def merge_config(config_path: str | Path, out_dir: str | Path, seed: int | None 
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
         try:
-            _write(pool, plans, config.out_dtype or config.dtype, tmp, generator, max_shard_bytes)
+            write_weights(pool, plans, config.out_dtype or config.dtype, tmp, max_shard_bytes, {"format": "pt"}, generator)
             _copy_model_files(pool, tmp, config.out_dtype or config.dtype)
             shutil.copyfile(config_path, tmp / "mergekit_config.yml")  # mergekit keeps its config there too
             os.chmod(tmp, 0o755)
@@ -90,81 +82,3 @@ def merge_config(config_path: str | Path, out_dir: str | Path, seed: int | None 
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return out_dir
-
-
-class _AheadMerger:
-    """`fill` for write_file that merges the next tensors on worker threads while this thread
-    writes: torch ops and file writes release the GIL, so on two cores the merge hides behind
-    the write. Tensor k lives in buffer k % BUFFERS until it is written; at most BUFFERS - 1
-    tensors are merged ahead, so a buffer is never refilled before its tensor was written.
-    DARE draws random drops: one worker then keeps the generator's order fixed."""
-
-    BUFFERS = 4
-
-    def __init__(self, pool: CheckpointPool, plans: dict, sizes: dict[str, int], generator):
-        self.entries: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
-        largest = max(sizes.values(), default=0)
-        self.buffers = [torch.empty(largest, dtype=torch.uint8) for _ in range(self.BUFFERS)]
-        self.pool, self.plans, self.sizes, self.generator = pool, plans, sizes, generator
-        random = any(p.kind is not None and p.kind.sparsify == "random" for p in plans.values())
-        self.workers = ThreadPoolExecutor(1 if random else MERGE_THREADS, thread_name_prefix="merge")
-        self.local = threading.local()
-        self.order: list[str] = []
-        self.pending: dict[str, Future] = {}
-        self.count = 0
-
-    def expect(self, entries: list) -> None:
-        self.entries.update({name: (dtype, shape) for name, dtype, shape in entries})
-        self.order, self.next = [name for name, _, _ in entries], 0
-        for _ in range(self.BUFFERS - 1):
-            self._submit()
-
-    def _submit(self) -> None:
-        if self.next < len(self.order):
-            name = self.order[self.next]
-            buffer = self.buffers[self.count % self.BUFFERS]
-            self.pending[name] = self.workers.submit(self._merge, name, buffer)
-            self.next, self.count = self.next + 1, self.count + 1
-
-    def _merge(self, name: str, buffer: torch.Tensor) -> torch.Tensor:
-        if not hasattr(self.local, "scratch"):
-            self.local.scratch = Scratch()  # one per worker thread
-        dtype, shape = self.entries[name]
-        view = buffer[: self.sizes[name]].view(dtype).view(shape)
-        merge_planned(self.pool, self.plans[name], name, view, self.local.scratch, self.generator)
-        return view
-
-    def fill(self, name: str, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
-        view = self.pending.pop(name).result()
-        self._submit()  # the tensor before this one is written: its buffer may be refilled
-        return view
-
-    def close(self) -> None:
-        self.workers.shutdown(cancel_futures=True)
-
-
-def _write(pool: CheckpointPool, plans: dict, out_dtype: torch.dtype | None, tmp: Path,
-           generator: torch.Generator | None, max_shard_bytes: int) -> None:
-    def dtype_of(name: str) -> torch.dtype:
-        own = pool.dtype(name)
-        return out_dtype if out_dtype is not None and own.is_floating_point else own
-
-    entries = [(name, dtype_of(name), tuple(pool.shape(name))) for name in pool.tensor_names]
-    sizes = {name: math.prod(shape) * dt.itemsize for name, dt, shape in entries}
-    shards = plan_shards([(e, sizes[e[0]]) for e in entries], max_shard_bytes)
-    names = [SINGLE_FILE] if len(shards) == 1 else [
-        f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
-    merger = _AheadMerger(pool, plans, sizes, generator)
-    try:
-        for file_name, shard in zip(names, shards):
-            merger.expect(file_order(shard))
-            with DirectFile(tmp / file_name) as f:
-                write_file(f, shard, merger.fill, {"format": "pt"})
-    finally:
-        merger.close()
-    if len(shards) > 1:
-        import json
-
-        index = {"metadata": {"total_size": sum(sizes.values())},
-                 "weight_map": {name: names[i] for i, shard in enumerate(shards) for name, _, _ in shard}}
-        (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")

@@ -9,7 +9,6 @@ never leaves a half export under the final name.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -25,10 +24,8 @@ from contracts.models import MergeSpec, SearchSpec, TrialResult
 from merger.errors import ExportError, ExportExistsError
 from merger.methods import MergeMethod, TensorPlan, make_method
 from merger.pool import CheckpointPool
-from merger.safetensors_mmap import write_file
+from merger.writer import INDEX_FILE, SINGLE_FILE, plan_shards, write_weights  # noqa: F401 - re-exported
 
-SINGLE_FILE = "model.safetensors"
-INDEX_FILE = "model.safetensors.index.json"
 # Copied from the pool's config directory when present (tokenizer and generation setup).
 COPIED_FILES = (
     "generation_config.json",
@@ -74,7 +71,9 @@ def export_merge(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         plan = method.plan(weights)
-        _write_weights(method, plan, checked, tmp, dtype, max_shard_bytes, metadata)
+        # mergekit's own arithmetic (merger/exact.py), so mergekit.yaml reproduces it bit for bit.
+        write_weights(pool, {name: plan for name in pool.tensor_names}, dtype, tmp, max_shard_bytes,
+                      _file_metadata(pool, method, checked, metadata), method.generator)
         _copy_model_files(pool, tmp, dtype)
         out_dtype = dtype or pool.float_dtype or torch.float32
         (tmp / "mergekit.yaml").write_text(mergekit_yaml(pool, method, plan, out_dtype))
@@ -84,62 +83,6 @@ def export_merge(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
-
-
-def _write_weights(
-    method: MergeMethod,
-    plan: TensorPlan,
-    weights: list[float],
-    tmp: Path,
-    dtype: torch.dtype | None,
-    max_shard_bytes: int,
-    metadata: dict | None,
-) -> None:
-    pool = method.pool
-
-    def out_dtype(name: str) -> torch.dtype:
-        own = pool.dtype(name)
-        return dtype if dtype is not None and own.is_floating_point else own
-
-    entries = [(name, out_dtype(name), tuple(pool.shape(name))) for name in pool.tensor_names]
-    sizes = {name: math.prod(shape) * dt.itemsize for name, dt, shape in entries}
-    shards = plan_shards([(e, sizes[e[0]]) for e in entries], max_shard_bytes)
-    file_names = (
-        [SINGLE_FILE] if len(shards) == 1 else [f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
-    )
-
-    # One byte buffer, reused for every tensor: the only merged data ever in memory.
-    buffer = torch.empty(max(sizes.values(), default=0), dtype=torch.uint8)
-
-    def fill(name: str, dt: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
-        view = buffer[: sizes[name]].view(dt).view(shape)
-        # mergekit's own arithmetic (merger/exact.py), so mergekit.yaml reproduces it bit for bit.
-        method.merge_planned(plan, name, view, method.scratch)
-        return view
-
-    file_metadata = _file_metadata(pool, method, weights, metadata)
-    for file_name, shard in zip(file_names, shards):
-        with open(tmp / file_name, "wb") as f:
-            write_file(f, shard, fill, file_metadata)
-    if len(shards) > 1:
-        index = {
-            "metadata": {"total_size": sum(sizes.values())},
-            "weight_map": {name: file_names[i] for i, shard in enumerate(shards) for name, _, _ in shard},
-        }
-        (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-
-
-def plan_shards(items: list[tuple[object, int]], max_shard_bytes: int) -> list[list]:
-    """Group items in order into shards of at most max_shard_bytes (a larger item gets its own)."""
-    shards: list[list] = [[]]
-    size = 0
-    for item, nbytes in items:
-        if shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append([])
-            size = 0
-        shards[-1].append(item)
-        size += nbytes
-    return shards
 
 
 def _file_metadata(pool: CheckpointPool, method: MergeMethod, weights: list[float], extra: dict | None) -> dict[str, str]:

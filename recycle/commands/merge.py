@@ -29,9 +29,13 @@ def command_merge(args) -> int:
         raise UsageError("give checkpoints and --weights, or --config mergekit.yaml")
     if args.seed is not None:
         raise UsageError("--seed applies to --config merges (dare_linear, dare_ties draw random drops)")
+    import torch
+
     from contracts import CheckpointRef, MergeSpec, PoolSpec
     from merger import CheckpointPool, export_merge
     from recycle.commands import common
+
+    torch.set_num_threads(1)  # as for --config (below): the merge runs on its own worker threads
 
     taken: set[str] = set()
     pool_spec = PoolSpec(
@@ -56,10 +60,10 @@ def merge_from_config(args) -> int:
     from merger.config_merge import merge_config
     from merger.errors import MergerError
 
-    # One intra-op thread: each merge op is small (a tensor or a 4M-element run), and with a
+    # One intra-op thread: each merge op is small (a tensor or a 64K-element run), and with a
     # busy neighbour two threads waited on each other at every op (31 s instead of 3.1 s for
-    # 4 x SmolLM2-135M, bench/merge.py --race, 2-core machine at load 13); the second core
-    # writes the output meanwhile (merger.safetensors_mmap.write_file's overlap).
+    # 4 x SmolLM2-135M, bench/merge.py --race, 2-core machine at load 13). Tensors are merged
+    # on two worker threads meanwhile, ahead of the writer (merger/writer.py).
     torch.set_num_threads(1)
 
     try:
