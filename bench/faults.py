@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -89,7 +90,8 @@ def write_markdown(path: Path, args, seconds: float) -> None:
     path.write_text(f"""# Faults with the default timeouts (bench/faults.py)
 
 Command: `{command}` ({seconds:.0f} s)
-Machine: {platform.node()}, {platform.machine()}, Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M %Z')}
+Machine: {platform.node()}, {platform.machine()}, {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at the end),
+Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M %Z')}
 Defaults: lease {Settings().lease_ttl_s:g} s, max {Settings().max_reproposals} re-proposals, SIGTERM grace
 {Settings().worker_shutdown_grace_s:g} s, broker visibility {Settings().broker_visibility_timeout_s:g} s (a backstop).
 
