@@ -5,6 +5,11 @@
     out = allocate_outputs(pool)                                  # or a model's tensors
     method.merge_into(weights, out)                               # in place, no allocation
     export_merge(pool, spec.merge, weights, "runs/best")          # HF dir + mergekit.yaml
+
+Methods: linear (task arithmetic with a base), task_arithmetic, ties, dare_linear, dare_ties
+(merger/task_vectors.py), each declaring its parameters (merger/parameters.py). A mergekit
+YAML runs with merger.config_merge.merge_config(config, out_dir) (`recycle merge --config`),
+with mergekit 0.1.5's arithmetic (merger/exact.py).
 """
 
 from merger.errors import ExportError, ExportExistsError, MergerError, MethodError, PoolError, WeightsError
