@@ -31,7 +31,8 @@ Send = Callable[[Proposal, SearchSpec], None]
 # still loading its AOF answers BusyLoadingError, a ConnectionError), Celery's producer
 # raises kombu's OperationalError once its own short retries are spent.
 UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, OperationalError)
-# A worker record silent for this many lease TTLs is dropped from the registry.
+# A worker record silent for this many lease TTLs (an hour by default) is dropped from the
+# registry: long enough to read who vanished, not tuned.
 FORGET_AFTER_TTLS = 120
 
 
