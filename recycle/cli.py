@@ -11,8 +11,8 @@ import os
 import sys
 from importlib import import_module
 
-# Defaults the parser shows in --help; recycle/commands/runs.py uses them too.
-DEMO_BUDGETS = {"tiny": 48, "smollm2": 64}
+from recycle.demo.pools import DEFAULT_POOL, DEMO_POOLS
+
 DEMO_MERGE_KINDS = ("linear", "task-arithmetic")
 
 # Errors that mean the request cannot be done (bad input, missing files): printed without a
@@ -20,7 +20,7 @@ DEMO_MERGE_KINDS = ("linear", "task-arithmetic")
 USER_ERRORS = {
     "recycle.errors:UsageError", "builtins:FileExistsError", "pydantic_core._pydantic_core:ValidationError",
     "merger.errors:PoolError", "merger.errors:WeightsError", "evaluator.data:TaskDataError",
-    "recycle.demo.smollm2_pool:BaseModelMissing", "recycle.local.verdict:StaleRunError",
+    "recycle.demo.smollm2_pool:BaseModelMissing", "recycle.local.heldout:StaleRunError",
 }
 
 
@@ -47,18 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler="recycle.commands.runs:command_run")
 
     demo = commands.add_parser("demo", help="build a demo pool (once) and run searches on it")
-    demo.add_argument("--pool", default="tiny", choices=sorted(DEMO_BUDGETS),
-                      help="tiny: a 4-layer GPT-2 trained here (minutes); smollm2: SmolLM2-135M-Instruct"
-                      " and 8 specialists fine-tuned here, 2 runs per domain (built once: ~20-30 min on 2 cores with native bf16, ~110 min in fp32 on an AVX2-only CPU)")
+    demo.add_argument("--pool", default=DEFAULT_POOL, choices=list(DEMO_POOLS),
+                      help="; ".join(f"{name}: {kind.help}" for name, kind in DEMO_POOLS.items()))
     demo.add_argument("--strategy", default="tpe,cmaes", help="one search per strategy, comma separated (tpe, cmaes, random)")
-    demo.add_argument("--budget", type=int, help="trials per search (default: 48 tiny, 64 smollm2)")
+    demo.add_argument("--budget", type=int, help="trials per search (default: "
+                      + ", ".join(f"{kind.budget} {name}" for name, kind in DEMO_POOLS.items()) + ")")
     demo.add_argument("--merge", default="linear", choices=DEMO_MERGE_KINDS,
                       help="linear: weights on the simplex over the whole pool (the paper's); task-arithmetic:"
                       " the base plus weighted task vectors of the specialists, each weight in [0, --max-weight]")
     demo.add_argument("--max-weight", type=float, default=1.0,
                       help="task arithmetic: upper bound of each weight (above 1 extrapolates a task vector; default 1)")
     demo.add_argument("--workers", type=int, default=2)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="the searches' seed")
+    demo.add_argument("--pool-seed", type=int, default=0, help="the pool's seed: its training runs and its search/held-out split")
     demo.add_argument("--out")
     demo.add_argument("--device")
     demo.set_defaults(handler="recycle.commands.runs:command_demo")

@@ -39,3 +39,12 @@ def redis_client():
     client.flushdb()
     yield client
     client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def recycling_pool(tmp_path_factory):
+    """The recycling pool at test scale: generalist runs at two stages, an lm_loss, a multiple-choice
+    and a left-out task, every row with its group."""
+    from recycle.demo.recycling_pool import build_recycling_pool
+
+    return build_recycling_pool(tmp_path_factory.mktemp("recycling-pool"), scale="test", seed=0, log=lambda *a, **k: None)

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from evaluator.data import split_rows
 from recycle.demo import corpora
 from recycle.demo.tiny_pool import build_demo_pool, demo_splits
 from recycle.demo.finetune import BASE, MARKER
@@ -52,7 +53,7 @@ def test_pool_and_tasks_point_at_real_files(built, splits):
     for task in demo.tasks:
         assert task.kind == "lm_loss"
         rows = [json.loads(line) for line in Path(task.path).read_text().splitlines()]
-        assert len(rows) >= 20 and all(set(row) == {"text"} and row["text"].strip() for row in rows)
+        assert len(rows) >= 20 and all(set(row) == {"text", "group"} and row["text"].strip() for row in rows)
 
 
 def test_checkpoints_and_tokenizer_load_offline(built):
@@ -72,11 +73,24 @@ def test_train_and_eval_documents_never_overlap(built, splits):
     _, demo = built
     for task in demo.tasks:
         train, evaluation = splits[task.name]
-        written = [json.loads(line)["text"] for line in Path(task.path).read_text().splitlines()]
-        assert written == evaluation
-        assert not set(train) & set(evaluation)
-    everything = [doc for train, evaluation in splits.values() for doc in train + evaluation]
+        written = [json.loads(line) for line in Path(task.path).read_text().splitlines()]
+        assert [(row["group"], row["text"]) for row in written] == [(f"{task.name}:{s}", t) for s, t in evaluation]
+        assert not set(train) & {text for _, text in evaluation}
+    everything = [doc for train, evaluation in splits.values() for doc in train + [text for _, text in evaluation]]
     assert len(everything) == len(set(everything))
+
+
+def test_no_source_straddles_the_search_and_held_out_splits(built):
+    """Chunks of one source file share its group, and the split hashes the group."""
+    _, demo = built
+    shared_sources = 0
+    for task in demo.tasks:
+        rows = [json.loads(line) for line in Path(task.path).read_text().splitlines()]
+        splits = split_rows(rows, task, key=lambda row: row["text"])
+        groups = {split: {group for group, _ in members} for split, members in splits.items()}
+        assert groups["search"] and groups["report"] and not groups["search"] & groups["report"]
+        shared_sources += len({row["group"] for row in rows}) < len(rows)
+    assert shared_sources  # some source gave several chunks: the split had something to keep together
 
 
 def test_second_call_is_a_cache_hit(built):

@@ -10,9 +10,9 @@ from typing import Annotated, get_args
 import yaml
 
 from contracts import MergeSpec, SearchSpec
-from contracts.models import SearchOptions, StrategyName
-from recycle.cli import DEMO_BUDGETS
+from contracts.models import GROUP_OF, GROUPS, StrategyName
 from recycle.commands import common
+from recycle.demo.pools import DEMO_POOLS, build_demo
 from recycle.errors import UsageError
 from recycle.local.rundir import judge_run_dir, run_and_report
 from recycle.settings import Settings
@@ -63,7 +63,7 @@ def check_option(name: str, value, flag: str) -> None:
     """`value` against the bounds SearchOptions declares for `name`, before a pool build."""
     from pydantic import TypeAdapter, ValidationError
 
-    field = SearchOptions.model_fields[name]
+    field = GROUPS[GROUP_OF[name]].model_fields[name]  # options are grouped (problem, algorithm, runtime)
     try:
         TypeAdapter(Annotated[field.annotation, field]).validate_python(value)
     except ValidationError as error:
@@ -91,24 +91,19 @@ def command_demo(args) -> int:
     common.show_warnings()
     common.console.print(f"[bold]recycle demo[/]: building (or reusing) the {args.pool} checkpoint pool in {settings.pool_cache_dir}")
     with training_bars():
-        if args.pool == "smollm2":
-            from recycle.demo.smollm2_pool import build_smollm2_pool
-
-            demo = build_smollm2_pool(settings.pool_cache_dir / "smollm2", seed=args.seed, log=common.console.print)
-        else:
-            from recycle.demo.tiny_pool import build_demo_pool
-
-            demo = build_demo_pool(settings.pool_cache_dir / "demo", seed=args.seed, log=common.console.print)
-    budget = args.budget or DEMO_BUDGETS[args.pool]
-    specs = {
-        strategy: SearchSpec(pool=demo.pool, tasks=demo.tasks, strategy=strategy, budget=budget,
-                             concurrency=args.workers, seed=args.seed, shrunk_singles=0.1, merge=DEMO_MERGES[args.merge],
-                             max_weight=args.max_weight, report_every_trial=False,
-                             dominance_probes=DEMO_DOMINANCE_PROBES)
-        for strategy in strategies
-    }
+        demo = build_demo(args.pool, settings.pool_cache_dir, args.pool_seed, common.console.print)
+    specs = {strategy: demo_spec(demo, args.pool, strategy, args) for strategy in strategies}
     out = Path(args.out) if args.out else settings.data_dir / "runs" / time.strftime(f"demo-{args.pool}-%Y%m%d-%H%M%S")
     return run_and_report(specs, out, args.workers, args.device or settings.resolved_device(), common.console)
+
+
+def demo_spec(demo, pool: str, strategy: str, args) -> SearchSpec:
+    """The search `recycle demo` runs on a demo pool (bench/science.py measures exactly this)."""
+    kind = DEMO_POOLS[pool]
+    return SearchSpec(pool=demo.pool, tasks=demo.tasks, left_out_tasks=demo.left_out_tasks, strategy=strategy,
+                      budget=args.budget or kind.budget, concurrency=args.workers, seed=args.seed,
+                      shrunk_singles=kind.shrunk_singles, merge=DEMO_MERGES[args.merge], max_weight=args.max_weight,
+                      report_every_trial=False, dominance_probes=DEMO_DOMINANCE_PROBES)
 
 
 @contextmanager

@@ -100,12 +100,15 @@ def split_domain(
     max_chars: int,
     min_chars: int,
     seed: int,
-) -> tuple[list[str], list[str]]:
-    """(train docs, eval docs) for one domain, disjoint by source and by text.
+    eval_per_source: int | None = None,
+) -> tuple[list[str], list[Source]]:
+    """(train docs, eval docs as (source id, text)) for one domain, disjoint by source and by text.
 
     Sources are visited in a seeded-hash order; the first ones fill the evaluation
     set, the rest the training set. Each source gives a bounded number of evenly
-    spaced chunks, so one huge file cannot dominate either side. Exact
+    spaced chunks, so one huge file cannot dominate either side; `eval_per_source` caps the
+    evaluation side's chunks per source lower, so that it spans more sources (the independent
+    units of the verdict's statistics). Exact
     duplicate chunks (license headers, empty stubs) are kept once, on the first side
     that saw them.
     """
@@ -113,20 +116,24 @@ def split_domain(
         raise RuntimeError(f"corpus {name!r}: no documents found in this Python installation")
     order = sorted(sources, key=lambda s: hashlib.sha256(f"{seed}:{s[0]}".encode()).hexdigest())
     train: list[str] = []
-    evaluation: list[str] = []
+    evaluation: list[Source] = []
     seen: set[str] = set()
     # Enough per source to fill both sides even when half the sources are short.
     chunks_per_source = math.ceil(2 * (n_eval + n_train) / len(sources))
-    for _, text in order:
-        side = evaluation if len(evaluation) < n_eval else train
+    for source, text in order:
+        evaluating = len(evaluation) < n_eval
         if len(train) >= n_train:
             break
         pieces = [p for p in chunk(text, max_chars) if len(p) >= min_chars]
         step = max(1, len(pieces) // chunks_per_source)
-        for piece in pieces[::step][:chunks_per_source]:
+        cap = min(chunks_per_source, eval_per_source or chunks_per_source) if evaluating else chunks_per_source
+        for piece in pieces[::step][:cap]:
             if piece not in seen:
                 seen.add(piece)
-                side.append(piece)
+                if evaluating:  # with its source: the group the evaluator splits and resamples by
+                    evaluation.append((source, piece))
+                else:
+                    train.append(piece)
     if len(evaluation) < n_eval or not train:
         raise RuntimeError(f"corpus {name!r} too small: {len(evaluation)} eval / {len(train)} train docs")
     return train[:n_train], evaluation

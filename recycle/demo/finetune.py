@@ -31,15 +31,18 @@ BASE = "base"
 step_watcher: ContextVar[Callable[[str, int, int, float], object] | None] = ContextVar("step_watcher", default=None)
 
 
-def split_corpora(*, train_docs: int, eval_docs: int, doc_chars: int, seed: int) -> dict[str, tuple[list[str], list[str]]]:
-    """Per domain, (training documents, evaluation documents); domains missing here are left out."""
+def split_corpora(*, train_docs: int, eval_docs: int, doc_chars: int, seed: int,
+                  eval_per_source: int | None = None) -> dict[str, tuple[list[str], list[corpora.Source]]]:
+    """Per domain, (training documents, evaluation documents as (source id, text)); domains
+    missing here are left out."""
     splits = {}
     for domain, sources in corpora.DOMAINS.items():
         documents = list(sources())
         if not documents and domain in corpora.OPTIONAL:
             continue
         train, evaluation = corpora.split_domain(
-            domain, documents, n_eval=eval_docs, n_train=train_docs, max_chars=doc_chars, min_chars=doc_chars // 4, seed=seed
+            domain, documents, n_eval=eval_docs, n_train=train_docs, max_chars=doc_chars, min_chars=doc_chars // 4, seed=seed,
+            eval_per_source=eval_per_source,
         )
         # Shuffled so that the evaluator's first windows come from many sources.
         random.Random(f"{seed}:{domain}").shuffle(evaluation)
@@ -47,14 +50,15 @@ def split_corpora(*, train_docs: int, eval_docs: int, doc_chars: int, seed: int)
     return splits
 
 
-def write_task_files(task_dir: Path, splits: dict[str, tuple[list[str], list[str]]], log) -> None:
-    """One JSONL file of evaluation documents per domain (the evaluator splits it into search/report)."""
+def write_task_files(task_dir: Path, splits: dict[str, tuple[list[str], list[corpora.Source]]], log) -> None:
+    """One JSONL file of evaluation documents per domain, each with its source as its group (the
+    evaluator splits by group into search/report, so no source straddles the two)."""
     task_dir.mkdir(parents=True, exist_ok=True)
     for missing in sorted(corpora.DOMAINS.keys() - splits.keys()):
         log(f"corpus {missing}: not shipped with this Python, skipped")
     for domain, (train, evaluation) in splits.items():
         with (task_dir / f"{domain}.jsonl").open("w", encoding="utf-8") as out:
-            out.writelines(json.dumps({"text": text}) + "\n" for text in evaluation)
+            out.writelines(json.dumps({"text": text, "group": f"{domain}:{source}"}) + "\n" for source, text in evaluation)
         log(f"corpus {domain}: {len(train)} train / {len(evaluation)} eval documents")
 
 
@@ -87,12 +91,14 @@ def train(
     label: str,
     parameters: Iterable[torch.nn.Parameter] | None = None,
     bf16_autocast: bool = False,
+    after_step: Callable[[int], object] | None = None,
 ) -> float:
     """AdamW, warm-up then cosine decay to 55%; batch row i is a random window of streams[i % len(streams)].
 
     Returns the smoothed final training loss. `parameters` (default: all) are the
     ones trained; `bf16_autocast` runs matmuls in bf16 (fp32 master weights), which
-    CPUs with AMX or AVX512-BF16 do several times faster.
+    CPUs with AMX or AVX512-BF16 do several times faster. `after_step(step)` runs after each
+    step (e.g. to save a stage of the run).
     """
     parameters = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
     generator = torch.Generator().manual_seed(seed)
@@ -123,6 +129,8 @@ def train(
         smoothed = loss.item() if smoothed is None else 0.9 * smoothed + 0.1 * loss.item()
         if watch:
             watch(label, step, steps, smoothed)
+        if after_step is not None:
+            after_step(step)
         if step % max(1, steps // 5) == 0 or step == steps:
             log(f"{label}: step {step}/{steps} loss {smoothed:.3f} {time.perf_counter() - started:.1f}s")
     model.eval()

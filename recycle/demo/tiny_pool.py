@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -76,6 +76,7 @@ SCALES = {
 class DemoPool:
     pool: PoolSpec
     tasks: list[TaskSpec]
+    left_out_tasks: list[TaskSpec] = field(default_factory=list)  # scored by the verdict only
 
 
 def build_demo_pool(
@@ -107,7 +108,7 @@ def _build(cache_dir: Path, scale: str, seed: int, log) -> tuple[list[str], dict
     splits = demo_splits(scale, seed)
     write_task_files(cache_dir / "tasks", splits, log)
 
-    tokenizer = _train_tokenizer([doc for train_docs, _ in splits.values() for doc in train_docs], cfg)
+    tokenizer = train_tokenizer([doc for train_docs, _ in splits.values() for doc in train_docs], cfg)
     streams = {domain: token_stream(tokenizer, train_docs) for domain, (train_docs, _) in splits.items()}
     log(f"tokenizer: {len(tokenizer)} tokens; train tokens " + ", ".join(f"{d} {len(s)}" for d, s in streams.items()))
 
@@ -115,7 +116,7 @@ def _build(cache_dir: Path, scale: str, seed: int, log) -> tuple[list[str], dict
         return train(model, rows, steps=steps, lr=lr, batch=cfg.batch, ctx=cfg.ctx, seed=run_seed, log=log, label=label)
 
     torch.manual_seed(seed)
-    model = GPT2LMHeadModel(_model_config(cfg, tokenizer))
+    model = GPT2LMHeadModel(model_config(cfg, tokenizer))
     losses = {BASE: run(model, list(streams.values()), cfg.base_steps, cfg.base_lr, seed, BASE)}
     save_checkpoint(model, tokenizer, cache_dir / "pool" / BASE)
     base_state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
@@ -128,7 +129,7 @@ def _build(cache_dir: Path, scale: str, seed: int, log) -> tuple[list[str], dict
     return list(splits), losses
 
 
-def _train_tokenizer(docs: list[str], cfg: Scale) -> PreTrainedTokenizerFast:
+def train_tokenizer(docs: list[str], cfg: Scale) -> PreTrainedTokenizerFast:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -142,7 +143,7 @@ def _train_tokenizer(docs: list[str], cfg: Scale) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=EOS, bos_token=EOS, pad_token=EOS)
 
 
-def _model_config(cfg: Scale, tokenizer) -> GPT2Config:
+def model_config(cfg: Scale, tokenizer) -> GPT2Config:
     return GPT2Config(
         vocab_size=len(tokenizer),
         n_positions=cfg.ctx,

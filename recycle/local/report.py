@@ -109,37 +109,55 @@ def print_front(results: list[TrialResult], spec: SearchSpec, console: Console |
     console.print(table)
 
 
-def print_verdict(verdict, checkpoint_names, objectives, console: Console | None = None) -> None:
-    """The held-out table (macro and per task), the bootstrap intervals and the dominance check."""
+def print_verdict(verdict, spec: SearchSpec, console: Console | None = None) -> None:
+    """The held-out table (normalized macro, raw per task), the Holm-corrected comparisons and the
+    dominance check with both counts."""
     console = console or Console()
-    table = Table(title="Held-out (report split): baselines and the merges selected on the search split; lower is better")
-    for column in ["", "trial", "macro report", *[o.name for o in objectives], "weights > 0.01", "weights"]:
-        table.add_column(column, justify="right" if column not in ("", "trial", "weights") else "left")
+    names, objectives = spec.pool.names, spec.objectives
+    left_out = [t.name for t in spec.left_out_tasks]
+    table = Table(title="Held-out (report split): baselines and the merges selected on the search split")
+    columns = ["", "trial", "norm. macro ↓", *[f"{o.name} {'↓' if o.direction.sign > 0 else '↑'}" for o in objectives],
+               *[f"{name} (left out)" for name in left_out], "weights > 0.01", "weights"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("", "trial", "weights") else "right")
     for entry in verdict.entries:
         table.add_row(entry.label, f"{entry.result.proposal.number} {entry.result.proposal.source}",
-                      f"{entry.held_out_macro:.4f}", *[f"{entry.held_out[o.name]:.4f}" for o in objectives],
-                      f"{entry.weights_used}/{len(checkpoint_names)}", weights_text(entry.result, checkpoint_names))
+                      f"{entry.held_out_macro:.4f}", *[f"{entry.held_out[name]:.4f}" for name in [o.name for o in objectives] + left_out],
+                      f"{entry.weights_used}/{len(names)}", weights_text(entry.result, names))
     console.print(table)
-    for merge, by_baseline in verdict.improvements.items():
-        for baseline, improvement in by_baseline.items():
-            if improvement.significant:
-                verdict_word = "[green]beats[/]"
-            elif improvement.high < 0:
-                verdict_word = "[red]is worse than[/]"
-            else:
-                verdict_word = "[yellow]does not significantly beat[/]"
-            console.print(
-                f"{merge} {verdict_word} the {baseline}: {improvement.mean:+.4f} nats/token, "
-                f"{improvement.confidence:.0%} interval [{improvement.low:+.4f}, {improvement.high:+.4f}] "
-                f"(paired bootstrap over {improvement.windows} held-out windows)"
-            )
-    undominated = [name for name, winner in verdict.singles_dominated_by.items() if winner is None]
-    if undominated:
-        console.print(f"On the held-out split no front member dominates: {', '.join(undominated)}")
-    else:
-        console.print("On the held-out split every single checkpoint is dominated by a member of the front.")
-    for name, margin in verdict.dominance_margins.items():
-        console.print(f"  {name}: by {verdict.singles_dominated_by[name]}, every task at least {margin:.4f} lower")
+    groups = ", ".join(f"{task} {counts['search']}/{counts['report']}" for task, counts in verdict.groups.items())
+    console.print(f"groups (independent sources) search/held-out per task: {groups}")
+    console.print(f"intervals: paired bootstrap over held-out groups, Holm-corrected over {verdict.family_size} comparisons;"
+                  " normalized macro: 0 = best single, 1 = worst single per task (search split); positive = the merge is better")
+    for merge, by_baseline in verdict.comparisons.items():
+        for baseline, decision in by_baseline.items():
+            console.print(f"{merge} {_verdict_word(decision)} the {baseline}: {_interval(decision)}")
+        for task, decision in verdict.left_out.get(merge, {}).items():
+            console.print(f"  left-out task {task} (never searched on), vs the greedy soup: {_interval(decision, raw=True)}")
+    point, confident, singles = verdict.dominated_counts()
+    console.print(f"single checkpoints dominated on every held-out task: {point} of {singles} in point estimate, "
+                  f"{confident} of {singles} with 95% confidence (Holm)")
+    for check in verdict.dominance:
+        if check.decision is None:
+            console.print(f"  {check.single}: no front member dominates it on the search split")
+        else:
+            word = "dominated" if check.with_confidence else "not shown dominated"
+            console.print(f"  {check.single}: {word} by trial {check.rival.proposal.number} ({check.rival.proposal.source});"
+                          f" worst-task margin {_interval(check.decision)}")
+
+
+def _verdict_word(decision) -> str:
+    if decision.significant:
+        return "[green]beats[/]"
+    if decision.high < 0:
+        return "[red]is worse than[/]"
+    return "[yellow]does not significantly beat[/]"
+
+
+def _interval(decision, raw: bool = False) -> str:
+    unit = " (raw units)" if raw else ""
+    return (f"{decision.test.diff:+.4f}{unit} [{decision.low:+.4f}, {decision.high:+.4f}] "
+            f"({decision.confidence:.1%} interval, p_holm {decision.p_holm:.3f})")
 
 
 MPL_MARKERS = {"circle": "o", "square": "s", "triangle": "^", "diamond": "D"}

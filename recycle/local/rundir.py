@@ -90,6 +90,12 @@ def run_dir_store(searches: list[RunSearch]):
     return store
 
 
+def bar_columns() -> tuple:
+    """What every bar of a run shows: name, bar, n/total, time spent, time left."""
+    return (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("eta"), TimeRemainingColumn())
+
+
 def run_one(spec: SearchSpec, search_id: str, run_dir: Path, workers: int | None, device: str, console: Console) -> list:
     """Run one search into `run_dir` (search.json, trials.jsonl, summary.json, front.png); print its front."""
     from recycle.local import report
@@ -98,10 +104,7 @@ def run_one(spec: SearchSpec, search_id: str, run_dir: Path, workers: int | None
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "search.json").write_text(spec.model_dump_json(indent=2))
     started = time.perf_counter()
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console,
-    ) as progress:
+    with Progress(*bar_columns(), TextColumn("{task.fields[status]}"), console=console) as progress:
         bar = progress.add_task(f"{spec.strategy} search {search_id}", total=spec.budget, status="opening the pool")
 
         def on_result(driver, result):
@@ -156,8 +159,10 @@ def judge(runs: dict, search_ids: dict[str, str], out_dir: Path, device: str, co
     from recycle.local.verdict import held_out_verdict
 
     console.print("[bold]held-out verdict[/]: scoring the baselines, the selected merges and the front members that dominate a single, window by window")
-    with console.status("held-out verdict: scoring"):
-        verdict = held_out_verdict(runs, device=device)
+    with Progress(*bar_columns(), console=console) as progress:
+        bar = progress.add_task("held-out scoring", total=None)
+        verdict = held_out_verdict(runs, device=device,
+                                   progress=lambda done, total: progress.update(bar, completed=done, total=total))
     summary_path = out_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     if verdict is None:

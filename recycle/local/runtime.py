@@ -59,22 +59,24 @@ def run_search(
     workers: int | None = None,
     device: str = "cpu",
     on_result: Callable[[SearchDriver, TrialResult], None] | None = None,
+    evaluators: EvaluatorPool | None = None,
 ) -> SearchDriver:
-    """Run one search to its budget; every result is appended to `trials_path` as a JSON line."""
+    """Run one search to its budget; every result is appended to `trials_path` as a JSON line.
+    `evaluators`: an EvaluatorPool to reuse (several searches on one pool and tasks)."""
     workers = workers or min(spec.concurrency, os.cpu_count() or 1)
     # Share the cores between worker threads instead of oversubscribing them; restored after,
     # so what runs next in this process (the verdict) has every core again.
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     try:
-        return _run(spec, search_id, trials_path, store, workers, device, on_result)
+        return _run(spec, search_id, trials_path, store, workers, on_result, evaluators or EvaluatorPool(spec, device))
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(spec: SearchSpec, search_id: str, trials_path: Path, store: SearchStore | None, workers: int, device: str,
-         on_result: Callable[[SearchDriver, TrialResult], None] | None) -> SearchDriver:
-    evaluators = EvaluatorPool(spec, device)  # first: a bad pool or task fails before anything is stored
+def _run(spec: SearchSpec, search_id: str, trials_path: Path, store: SearchStore | None, workers: int,
+         on_result: Callable[[SearchDriver, TrialResult], None] | None, evaluators: EvaluatorPool) -> SearchDriver:
+    # The evaluators were built first: a bad pool or task fails before anything is stored.
     store = store or MemoryStore()
     if store.get_search(search_id) is None:
         store.create_search(search_id, spec)

@@ -1,54 +1,69 @@
 """The held-out verdict of finished searches on one pool: do the optimized merges really win?
 
-The merges are selected on the search split; here they are judged on the held-out
-report split against the baselines (best single checkpoint, uniform soup, greedy
-soup), each with a paired bootstrap interval over the evaluation windows, and
-every single checkpoint is checked for a front member that dominates it (on the
-search split, confirmed on the held-out one).
+Everything is chosen on the search split and judged on the held-out report split,
+which no trial's choice ever saw:
+- the baselines: the best single checkpoint (picked on the held-out split itself: the
+  strongest rival a user could have picked), the uniform soup, the greedy soup;
+- each search's optimized merge: its own proposal with the best normalized macro-average
+  on the search split;
+- for each single checkpoint, one rival chosen in advance: the front member that
+  dominates it on the search split by the largest worst-task margin.
+Each comparison is a paired cluster bootstrap over the items' groups
+(recycle.local.significance); all comparisons printed form one family, Holm-corrected.
+A single is "dominated in point estimate" when its rival is better on every held-out
+task, and "dominated with 95% confidence" when the worst-task margin's test rejects
+after the correction. Left-out tasks (SearchSpec.left_out_tasks), never scored in
+the search, show whether a merge generalizes: each merge against the greedy soup.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from contracts import SearchSpec, TrialResult, TrialStatus
-from evaluator import Evaluator
-from evaluator.tasks import LanguageModelLoss
-from proposer import ParetoArchive, dominates, loss_vector, macro_average
-from recycle.local.report import Comparison, compare, is_single
-from recycle.local.significance import Improvement, WindowLosses, macro_nll, paired_bootstrap
+from contracts import SearchSpec, Source, TrialResult, TrialStatus
+from proposer import ParetoArchive, dominates, normalization_of
+from proposer.normalize import Normalization
+from recycle.local.heldout import HeldOutScorer, StaleRunError  # noqa: F401 - StaleRunError: the CLI's error
+from recycle.local.significance import RESAMPLES, Decision, Test, decide, macro_test, worst_task_test
 
 BASELINES = ("best single", "uniform soup", "greedy soup")
-MAX_DRIFT = 0.02  # relative difference between a trial's held-out score and its re-scoring
-# Front members scored on the held-out split per single checkpoint, at most.
-MAX_DOMINANCE_CHECKS = 3
-
-
-class StaleRunError(RuntimeError):
-    """A trial no longer scores what it scored in its search: its pool or task files changed."""
 
 
 @dataclass(frozen=True)
 class Entry:
     label: str
     result: TrialResult
-    # Per task and their macro-average, as re-scored for the bootstrap (lm_loss tasks), else the trial's.
-    held_out: dict[str, float]
-    held_out_macro: float
+    held_out: dict[str, float]  # raw score per task (objectives and left-out tasks), report split
+    held_out_macro: float  # normalized macro-average of the objectives, report split
     weights_used: int  # checkpoints with weight > 0.01
+
+
+@dataclass(frozen=True)
+class Dominance:
+    single: str
+    rival: TrialResult | None  # chosen on the search split; None: no front member dominates it there
+    decision: Decision | None = None  # the worst-task margin's test (normalized scale)
+
+    @property
+    def in_point_estimate(self) -> bool:
+        return self.decision is not None and self.decision.test.diff > 0
+
+    @property
+    def with_confidence(self) -> bool:
+        return self.decision is not None and self.decision.significant and self.decision.test.diff > 0
 
 
 @dataclass
 class Verdict:
     entries: list[Entry]
-    # merge label -> baseline label -> improvement (absent where a task is not lm_loss)
-    improvements: dict[str, dict[str, Improvement]] = field(default_factory=dict)
-    # single checkpoint -> the front member that dominates it on the report split (None: none does)
-    singles_dominated_by: dict[str, str | None] = field(default_factory=dict)
-    # dominated single -> how much lower that member's held-out loss is on the task where it is least lower
-    dominance_margins: dict[str, float] = field(default_factory=dict)
+    normalization: Normalization
+    # merge label -> baseline label -> normalized macro difference (positive: the merge is better)
+    comparisons: dict[str, dict[str, Decision]] = field(default_factory=dict)
+    # merge label -> left-out task -> difference against the greedy soup (raw units, positive: better)
+    left_out: dict[str, dict[str, Decision]] = field(default_factory=dict)
+    dominance: list[Dominance] = field(default_factory=list)
+    groups: dict[str, dict[str, int]] = field(default_factory=dict)  # task -> split -> groups evaluated
+    family_size: int = 0
 
     def entry(self, label: str) -> Entry | None:
         return next((e for e in self.entries if e.label == label), None)
@@ -57,156 +72,139 @@ class Verdict:
     def merges(self) -> list[Entry]:
         return [e for e in self.entries if e.label not in BASELINES]
 
+    def dominated_counts(self) -> tuple[int, int, int]:
+        """(in point estimate, with 95% confidence after Holm, singles checked)."""
+        return (sum(d.in_point_estimate for d in self.dominance), sum(d.with_confidence for d in self.dominance),
+                len(self.dominance))
+
     def as_dict(self) -> dict:
+        point, confident, singles = self.dominated_counts()
         return {
             "held_out_macro": {e.label: e.held_out_macro for e in self.entries},
+            "held_out_scores": {e.label: e.held_out for e in self.entries},
             "trials": {e.label: e.result.trial_id for e in self.entries},
             "weights_used": {e.label: e.weights_used for e in self.entries},
-            "paired_bootstrap": {m: {b: i.as_dict() for b, i in by.items()} for m, by in self.improvements.items()},
-            "singles_dominated_by": self.singles_dominated_by,
-            "dominance_margins": self.dominance_margins,
+            "comparisons": {m: {b: d.as_dict() for b, d in by.items()} for m, by in self.comparisons.items()},
+            "left_out": {m: {t: d.as_dict() for t, d in by.items()} for m, by in self.left_out.items()},
+            "dominance": {d.single: {"rival": d.rival.trial_id if d.rival else None,
+                                     "worst_task_margin": d.decision.as_dict() if d.decision else None,
+                                     "in_point_estimate": d.in_point_estimate, "with_confidence": d.with_confidence}
+                          for d in self.dominance},
+            "dominated": {"in_point_estimate": point, "with_confidence": confident, "singles": singles},
+            "groups": self.groups,
+            "normalization": self.normalization.as_dict(),
+            "family_size": self.family_size,
+            "correction": "holm",
+            "bootstrap_unit": "group",
         }
 
 
-def held_out_verdict(
-    runs: dict[str, tuple[SearchSpec, list[TrialResult]]], device: str = "cpu", resamples: int = 10_000
-) -> Verdict | None:
+def source_of(result: TrialResult) -> Source:
+    return Source.model_validate(result.proposal.source)
+
+
+def held_out_verdict(runs: dict[str, tuple[SearchSpec, list[TrialResult]]], device: str = "cpu",
+                     resamples: int = RESAMPLES, progress=None, scorer: HeldOutScorer | None = None) -> Verdict | None:
     """`runs`: label (e.g. the strategy) -> (spec, results) of searches on the same pool and tasks.
-
-    Every held-out number is scored here (HeldOutScorer), so trials need not have scored
-    the report split (SearchOptions.report_every_trial); where they did, it is the check
-    that the pool and task files are unchanged."""
-    spec = next(iter(runs.values()))[0]
-    scorer = HeldOutScorer(spec, device)
-    # The best single is picked on the held-out split (the strongest baseline): score every single.
-    runs = {label: (s, [scorer.with_report(r) if is_single(r) and r.status is TrialStatus.ok else r for r in results])
-            for label, (s, results) in runs.items()}
-    comparisons = {label: compare(results, s.objectives) for label, (s, results) in runs.items()}
-    comparisons = {label: c for label, c in comparisons.items() if c is not None}
-    if not comparisons:
+    `progress(done, total)`, if given, hears of each held-out scoring. `scorer`: one to reuse
+    (its held-out scores of the singles and soups serve every verdict on the pool)."""
+    spec, first_results = next(iter(runs.values()))
+    scale = normalization_of(spec, first_results)
+    if scale is None:
         return None
-    first: Comparison = next(iter(comparisons.values()))
-    picked = {"best single": first.best_single, "uniform soup": first.uniform, "greedy soup": first.greedy}
-    for label, comparison in comparisons.items():
-        picked[f"optimized merge ({label})" if len(comparisons) > 1 else "optimized merge"] = comparison.best_merge
-    picked = {label: result for label, result in picked.items() if result is not None}
-    bootstrap = all(t.kind == "lm_loss" for t in spec.tasks)
-    entries = []
-    for label, result in picked.items():
-        held_out = scorer.report(result)
-        entries.append(Entry(
-            label, result, held_out,
-            macro_nll(scorer.windows(result)) if bootstrap else macro_average(held_out, spec.objectives),
-            sum(1 for w in result.proposal.weights if w > 0.01),
-        ))
-    verdict = Verdict(entries=entries)
-    every_result = [r for _, results in runs.values() for r in results]
-    verdict.singles_dominated_by = _singles_dominated_by(every_result, spec, scorer)
-    verdict.dominance_margins = _dominance_margins(verdict.singles_dominated_by, every_result, spec, scorer)
+    every = [r for _, results in runs.values() for r in results if r.status is TrialStatus.ok]
+    singles = _unique_singles(every)
+    picks = _baselines(first_results, singles, scale, scorer or HeldOutScorer(spec, device))
+    scorer = picks.pop("scorer")
+    for label, (_, results) in runs.items():
+        own = [r for r in results if r.status is TrialStatus.ok and not source_of(r).is_baseline]
+        if own:
+            picks[f"optimized merge ({label})" if len(runs) > 1 else "optimized merge"] = min(
+                own, key=lambda r: scale.macro(r.scores))
+    if "best single" not in picks or len(picks) < 2:
+        return None
+    front = _front_merges(every, scale)
+    rivals = {name: _rival(single, front, scale) for name, single in singles.items()}
+    scorer.expect(len(picks) + sum(r is not None for r in rivals.values()), progress)
 
-    if bootstrap:
-        for merge in verdict.merges:
-            verdict.improvements[merge.label] = {
-                baseline: paired_bootstrap(scorer.windows(picked[baseline]), scorer.windows(merge.result), resamples=resamples)
-                for baseline in BASELINES
-                if baseline in picked
-            }
+    tasks = {o.name: w for o, w in zip(scale.objectives, scale.task_weights())}
+    entries = []
+    for label, result in picks.items():
+        held_out = scorer.scores(result)
+        entries.append(Entry(label, result, held_out, scale.macro(held_out),
+                             sum(1 for w in result.proposal.weights if w > 0.01)))
+    verdict = Verdict(entries=entries, normalization=scale, groups=scorer.group_counts())
+
+    tests: list[tuple[str, str, str, Test]] = []  # (family part, merge or single, against what, test)
+    for merge in verdict.merges:
+        for baseline in BASELINES:
+            if baseline in picks:
+                tests.append(("macro", merge.label, baseline, macro_test(
+                    f"{merge.label} vs {baseline}", scorer.items(picks[baseline], tasks),
+                    scorer.items(merge.result, tasks), tasks, resamples)))
+        for task in spec.left_out_tasks if "greedy soup" in picks else ():
+            sign = {task.name: task.direction.sign}
+            tests.append(("left out", merge.label, task.name, macro_test(
+                f"{merge.label} vs greedy soup on {task.name}", scorer.items(picks["greedy soup"], sign),
+                scorer.items(merge.result, sign), sign, resamples)))
+    for name, rival in rivals.items():
+        if rival is not None:
+            tests.append(("dominance", name, rival.trial_id, worst_task_test(
+                f"{rival.trial_id} dominates {name}", scorer.items(singles[name], tasks),
+                scorer.items(rival, tasks), tasks, resamples)))
+    decisions = decide([test for *_, test in tests])
+    verdict.family_size = len(decisions)
+    by_single = {}
+    for (part, subject, other, _), decision in zip(tests, decisions):
+        if part == "macro":
+            verdict.comparisons.setdefault(subject, {})[other] = decision
+        elif part == "left out":
+            verdict.left_out.setdefault(subject, {})[other] = decision
+        else:
+            by_single[subject] = decision
+    verdict.dominance = [Dominance(name, rivals[name], by_single.get(name)) for name in singles]
     return verdict
 
 
-class HeldOutScorer:
-    """Re-merges trials and scores their report split, once per distinct merge.
-
-    lm_loss tasks are scored window by window (for the paired bootstrap). The scores
-    match a trial's own held-out scores, where it has them, to rounding: a bf16 model
-    merged by another kernel or device may differ in the last bit of some weights, which
-    moves a loss by ~0.1%. Beyond MAX_DRIFT the pool or the task files changed since the
-    search: refused.
-    """
-
-    def __init__(self, spec: SearchSpec, device: str):
-        self.spec, self.device = spec, device
-        self._evaluator: Evaluator | None = None  # opened on first use: it maps the whole pool
-        self._reports: dict[tuple[float, ...], dict[str, float]] = {}
-        self._windows: dict[tuple[float, ...], WindowLosses] = {}
-
-    def report(self, result: TrialResult) -> dict[str, float]:
-        """Per task: the trial's score on the report split."""
-        weights = result.proposal.weights
-        if weights not in self._reports:
-            self._score(weights)
-        scores = self._reports[weights]
-        for task, value in scores.items():
-            stored = result.report.get(task)
-            if stored is not None and abs(value - stored) > MAX_DRIFT * max(1.0, abs(value)):
-                raise StaleRunError(
-                    f"trial {result.trial_id} scores {value:.5f} on {task} now, {stored:.5f}"
-                    " in the search: the pool or task files changed since"
-                )
-        return scores
-
-    def windows(self, result: TrialResult) -> WindowLosses:
-        """Per lm_loss task: (summed NLL, predicted tokens) of every report window."""
-        self.report(result)
-        return self._windows[result.proposal.weights]
-
-    def with_report(self, result: TrialResult) -> TrialResult:
-        return result.model_copy(update={"report": self.report(result)})
-
-    def _score(self, weights: tuple[float, ...]) -> None:
-        if self._evaluator is None:
-            self._evaluator = Evaluator(self.spec, device=self.device)
-        evaluator = self._evaluator
-        evaluator.merge(weights)
-        scores, windows = {}, {}
-        for task in evaluator.tasks:
-            if isinstance(task, LanguageModelLoss):
-                nll, tokens = task.window_losses(evaluator.resident.model, "report")
-                windows[task.name] = (nll.numpy(), tokens.numpy())
-                scores[task.name] = float(nll.sum() / tokens.sum())
-            else:
-                scores[task.name] = task.score(evaluator.resident.model, "report")
-        self._reports[weights], self._windows[weights] = scores, windows
+def _unique_singles(results: list[TrialResult]) -> dict[str, TrialResult]:
+    """Each single checkpoint once (every search scores the same singles first)."""
+    singles: dict[str, TrialResult] = {}
+    for result in results:
+        source = source_of(result)
+        if source.kind == "single":
+            singles.setdefault(source.checkpoint, result)
+    return singles
 
 
-def _singles_dominated_by(results: list[TrialResult], spec: SearchSpec, scorer: HeldOutScorer) -> dict[str, str | None]:
-    """For each single checkpoint: a search-split front member that dominates it on the search split
-    and on every held-out task (None: none does).
+def _baselines(results, singles, scale, scorer) -> dict:
+    """The best single (on the held-out split), the uniform soup, the greedy soup's best step."""
+    ok = [r for r in results if r.status is TrialStatus.ok]
+    picks: dict = {"scorer": scorer}
+    if singles:
+        picks["best single"] = min(singles.values(), key=lambda r: scale.macro(scorer.scores(r)))
+    for kind, label in (("uniform", "uniform soup"), ("greedy", "greedy soup")):
+        candidates = [r for r in ok if source_of(r).kind == kind]
+        if candidates:
+            picks[label] = min(candidates, key=lambda r: scale.macro(r.scores))
+    return picks
 
-    Selected on the search split, confirmed on the held-out one: only members that dominate the
-    single on the search split are scored, the MAX_DOMINANCE_CHECKS with the largest worst-task
-    margin first (each costs a held-out scoring)."""
-    archive = ParetoArchive(spec.objectives)
+
+def _front_merges(results: list[TrialResult], scale: Normalization) -> list[tuple[TrialResult, list[float]]]:
+    """The search-split front of every search, singles left out, with normalized loss vectors."""
+    archive = ParetoArchive(scale.objectives)
     for result in results:
         archive.add(result)
-    # Front members (not singles) with their search-split loss vectors, read once for every single.
-    members = [(r, np.array(loss_vector(r.scores, spec.objectives))) for r in archive.front if not is_single(r)]
-    answer = {}
-    for single in (r for r in results if is_single(r) and r.status is TrialStatus.ok):
-        name = single.proposal.source.split(":", 1)[1]
-        if answer.get(name):  # each search evaluates the singles: one dominating member is enough
-            continue
-        on_search = np.array(loss_vector(single.scores, spec.objectives))
-        rivals = sorted(((m, float((point - on_search).max())) for m, point in members if dominates(point, on_search)),
-                        key=lambda rival: rival[1])
-        held_out = loss_vector(scorer.report(single), spec.objectives)
-        answer[name] = next(
-            (m.trial_id for m, _ in rivals[:MAX_DOMINANCE_CHECKS]
-             if dominates(loss_vector(scorer.report(m), spec.objectives), held_out)),
-            None,
-        )
-    return answer
+    return [(r, scale.losses(r.scores)) for r in archive.front if source_of(r).kind != "single"]
 
 
-def _dominance_margins(dominated_by: dict[str, str | None], results: list[TrialResult], spec: SearchSpec,
-                       scorer: HeldOutScorer) -> dict[str, float]:
-    """Per dominated single: the held-out loss its dominating member saves on the task where it saves least."""
-    by_id = {r.trial_id: r for r in results}
-    singles = {r.proposal.source.split(":", 1)[1]: r for r in results if is_single(r) and r.status is TrialStatus.ok}
-    margins = {}
-    for name, trial_id in dominated_by.items():
-        if trial_id is not None:
-            single = loss_vector(scorer.report(singles[name]), spec.objectives)
-            member = loss_vector(scorer.report(by_id[trial_id]), spec.objectives)
-            margins[name] = min(s - m for s, m in zip(single, member))
-    return margins
+def _rival(single: TrialResult, front: list[tuple[TrialResult, list[float]]], scale: Normalization) -> TrialResult | None:
+    """The front member that dominates `single` on the search split by the largest worst-task
+    margin: chosen before any held-out number is read."""
+    target = scale.losses(single.scores)
+    best, best_margin = None, 0.0
+    for member, point in front:
+        if dominates(point, target):
+            margin = min(t - p for t, p in zip(target, point))
+            if best is None or margin > best_margin:
+                best, best_margin = member, margin
+    return best

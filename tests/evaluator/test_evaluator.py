@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from contracts import Proposal, SearchSpec, TaskSpec
 from evaluator import Evaluator
-from evaluator.data import TaskDataError, split_of
+from evaluator.data import TaskDataError, group_of, split_of
 from evaluator.tasks import LanguageModelLoss, MultipleChoice
 
 
@@ -73,13 +73,33 @@ def test_a_bad_trial_fails_with_its_reason(evaluator):
     assert zeros.status.value == "failed"
 
 
-def test_splits_never_share_a_document(demo_pool):
+def test_splits_never_share_a_group(demo_pool):
     task = demo_pool.tasks[0]
-    texts = [json.loads(line)["text"] for line in open(task.path)]
-    splits = {split_of(text, task) for text in texts}
-    assert splits == {"search", "report"}
+    rows = [json.loads(line) for line in open(task.path)]
+    groups = [group_of(row, row["text"], "") for row in rows]
+    assert {split_of(g, task) for g in groups} == {"search", "report"}
+    by_group = {}
+    for group in groups:
+        by_group.setdefault(group, set()).add(split_of(group, task))
+    assert all(len(splits) == 1 for splits in by_group.values())
     other_seed = task.model_copy(update={"split_seed": 1})
-    assert [split_of(t, task) for t in texts] != [split_of(t, other_seed) for t in texts]
+    assert [split_of(g, task) for g in groups] != [split_of(g, other_seed) for g in groups]
+
+
+def test_rows_without_a_group_are_their_own_and_a_bad_group_is_refused(tmp_path, demo_pool):
+    from evaluator.tasks import LanguageModelLoss
+
+    tokenizer = AutoTokenizer.from_pretrained(demo_pool.pool.checkpoints[0].path)
+    path = tmp_path / "docs.jsonl"
+    rows = [{"text": f"document {i} " * 20, **({"group": "one-source"} if i < 6 else {})} for i in range(30)]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    spec = TaskSpec(name="t", kind="lm_loss", path=str(path), report_fraction=0.5, max_items=100, seq_len=32)
+    task = LanguageModelLoss(spec, tokenizer, max_positions=64)
+    counts = {split: task.group_count(split) for split in ("search", "report")}
+    assert sum(counts.values()) == 24 + 1  # 24 ungrouped rows, one group of six
+    path.write_text(json.dumps({"text": "x", "group": ["not", "a", "name"]}))
+    with pytest.raises(TaskDataError, match="group"):
+        LanguageModelLoss(spec, tokenizer, max_positions=64)
 
 
 def continuation_logprob(model, tokenizer, context: str, choice: str) -> float:
@@ -112,7 +132,7 @@ def test_multiple_choice_accuracy(demo_pool, tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in rows))
     spec = TaskSpec(name="mc", kind="multiple_choice", path=str(path), report_fraction=0.5, max_items=60)
     task = MultipleChoice(spec, tokenizer, max_positions=model.config.n_positions)
-    search_rows = [r for r in rows if split_of(r["context"] + "\0" + "\0".join(r["choices"]), spec) == "search"]
+    search_rows = [r for r in rows if split_of(group_of(r, r["context"] + "\0" + "\0".join(r["choices"]), ""), spec) == "search"]
     expected = sum(
         max(range(2), key=lambda c: continuation_logprob(model, tokenizer, r["context"], r["choices"][c])) == r["answer"]
         for r in search_rows
