@@ -34,10 +34,11 @@ from merger.errors import MethodError
 # (exactly mergekit's reduction shape); larger ones (embeddings) in runs. 4M fp32 elements
 # x 4 inputs keep the delta block at 64 MB.
 CHUNK_ELEMENTS = 1 << 22
-# Linear is elementwise, so its runs can be as small as the cache wants: 64K fp32 elements
-# (256 KB accumulator + 256 KB widened input stay in L2). On 4 x SmolLM2-135M bf16 (2-core
-# EPYC, busy): 1.1 s wall vs 3.2 s with 4M-element runs (bench/merge.py --race's config).
-LINEAR_CHUNK_ELEMENTS = 1 << 16
+# Linear is elementwise, so its runs can be as small as the cache wants: 256K fp32 elements
+# (1 MB accumulator + 1 MB widened input). bench/merge.py --race's configs, in process on the
+# busy 2-core EPYC: 4 x 1.1B bf16 5.9-6.6 s vs 7.6 s with 64K and 6.4-6.7 s with 1M; 4 x
+# SmolLM2-135M 0.9-1.3 s vs 1.2-1.3 s with 64K and 3.2 s with 4M.
+LINEAR_CHUNK_ELEMENTS = 1 << 18
 # mergekit's thresholds (sparsify.rescaled_masked_tensor, generalized_task_arithmetic).
 RESCALE_EPS = 1e-7
 DIVISOR_EPS = 1e-8
