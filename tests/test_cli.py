@@ -167,7 +167,7 @@ def test_verdict_judges_a_finished_run_directory_again(demo_pool, tmp_path):
     first = json.loads((out / "summary.json").read_text())["held_out"]
     again = recycle("verdict", str(out))
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "best merge (" in again.stdout
+    assert "best merge (" in again.stdout and "held-out scoring" in again.stdout  # its progress bar
     assert json.loads((out / "summary.json").read_text())["held_out"] == first  # the same verdict, bit for bit
     (tmp_path / "empty").mkdir()
     missing = recycle("verdict", str(tmp_path / "empty"))
