@@ -70,7 +70,9 @@ def search_history(store, search_id: str, spec) -> dict:
         return {"id": search_id, "points": [], "normalization": None}
     with _lock:
         trace = _traces.get(search_id)
-        if trace is None or trace.normalization != normalization or len(trace.points) > len(results):
+        stale = trace is not None and (len(trace.points) > len(results) or (
+            trace.points and trace.points[-1]["trial_id"] != results[len(trace.points) - 1].trial_id))  # another search by that id
+        if trace is None or stale or trace.normalization != normalization:
             if len(_traces) >= _MAX_TRACES:
                 _traces.pop(next(iter(_traces)))
             trace = _traces[search_id] = _Trace(normalization, ParetoArchive(spec.objectives))

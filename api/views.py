@@ -7,6 +7,7 @@ from __future__ import annotations
 import statistics
 import time
 
+from api.history import search_history
 from api.plotstyle import proposal_kind
 from contracts import SearchStatus, TrialStatus
 from contracts.liveness import LEASE_TTL_S
@@ -48,7 +49,9 @@ def activity(results, status: str, in_flight: int, now: float) -> dict:
 
 def search_view(store, search_id: str, spec, stale_after_s: float = LEASE_TTL_S) -> dict:
     proposals, results = store.proposals(search_id), store.results(search_id)
-    summary = summarize_search(spec, proposals, results)
+    summary = summarize_search(spec, proposals, results, with_hypervolume=False)
+    points = search_history(store, search_id, spec)["points"]  # its hypervolume is counted incrementally
+    summary["hypervolume"] = points[-1]["hypervolume"] if points else None
     status = store.get_status(search_id).value
     needed = n_anchor_trials(spec)
     settled = len({r.proposal.number for r in results if r.proposal.number < needed})

@@ -182,14 +182,17 @@ class SearchDriver:
             return summarize(self.spec, list(self._proposals.values()), list(self._results.values()), self.normalization)
 
 
-def summarize_search(spec: SearchSpec, proposals: Sequence[Proposal], results: Sequence[TrialResult]) -> dict:
+def summarize_search(spec: SearchSpec, proposals: Sequence[Proposal], results: Sequence[TrialResult],
+                     with_hypervolume: bool = True) -> dict:
     """A search's progress from its stored history alone (no strategy is rebuilt): for readers
-    such as the API, which must not pay for replaying a search on every request."""
-    return summarize(spec, proposals, results, normalization_of(spec, results))
+    such as the API, which must not pay for replaying a search on every request. An exact
+    hypervolume of a large front of 4+ objectives takes seconds: a reader that polls keeps its
+    own incremental count (api.history) and passes with_hypervolume=False."""
+    return summarize(spec, proposals, results, normalization_of(spec, results), with_hypervolume)
 
 
 def summarize(spec: SearchSpec, proposals: Sequence[Proposal], results: Sequence[TrialResult],
-              normalization: Normalization | None) -> dict:
+              normalization: Normalization | None, with_hypervolume: bool = True) -> dict:
     """Counts, the best trial by normalized macro-average, the front and its hypervolume
     (normalized objectives, reference point proposer.normalize.REFERENCE on each)."""
     archive = ParetoArchive(spec.objectives)
@@ -198,7 +201,7 @@ def summarize(spec: SearchSpec, proposals: Sequence[Proposal], results: Sequence
     ok = [r for r in results if r.status is TrialStatus.ok]
     best = best_by_macro(results, normalization)
     hypervolume = None
-    if normalization is not None:
+    if normalization is not None and with_hypervolume:
         hypervolume = archive.hypervolume(normalization.reference, normalization.losses)
     return {
         "proposed": len(proposals),
