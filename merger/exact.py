@@ -94,7 +94,9 @@ def linear(out: torch.Tensor, xs: Sequence[torch.Tensor], weights: Sequence[floa
         acc = buffers.get("acc", m, acc_dtype, out.device).zero_()
         for x, w in terms:
             piece = _as(x[start:end], compute, "gather", buffers, out.device)  # mergekit's cast to `dtype`
-            acc.add_(_as(piece, acc_dtype, "widen", buffers), alpha=w)  # == addcmul_ with an fp32 coefficient
+            # Widened inside the kernel (type promotion): the same bits as addcmul_ with an fp32
+            # coefficient, one pass fewer than widening into a buffer first.
+            acc.add_(piece, alpha=w)
         if denominator is not None:
             acc.div_(denominator)
         _store(flat[start:end], acc, compute, buffers)
