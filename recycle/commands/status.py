@@ -12,26 +12,53 @@ STATUS_COLOURS = {"running": "cyan", "paused": "yellow", "completed": "green", "
 
 def command_status(args) -> int:
     from api.views import search_view
+    from recycle.settings import Settings
 
     searches, one = open_searches(args.search)
+    stale_after_s = Settings().lease_ttl_s
     if one is not None:
         spec = find_search_spec(searches, one)
-        view = search_view(searches.store, one, spec)
+        view = search_view(searches.store, one, spec, stale_after_s)
         if args.json:
             print(json.dumps(view, indent=2))
         else:
             print_search(searches, one, spec, view)
+            print_workers(searches, [view], stale_after_s)
         return 0
-    views = [search_view(searches.store, s, find_search_spec(searches, s)) for s in searches.ids]
+    views = [search_view(searches.store, s, find_search_spec(searches, s), stale_after_s) for s in searches.ids]
     if args.json:
         print(json.dumps(views, indent=2))
     elif not views:
         common.console.print(f"no searches in {searches.where}")
+        print_workers(searches, views, stale_after_s)
     else:
         print_table(views, searches.where)
+        print_workers(searches, views, stale_after_s)
         if searches.local:
             common.console.print(f"one search's front: recycle status {args.search.rstrip('/')}/<folder>")
     return 0
+
+
+def print_workers(searches: Searches, views: list[dict], stale_after_s: float) -> None:
+    """The workers' heartbeats (Redis only), and a warning for each running search whose
+    trials in flight no live worker is working on."""
+    import time
+
+    if searches.local:
+        return
+    console, now = common.console, time.time()
+    workers = searches.store.workers()
+    alive = [w for w in workers if w.alive(now, stale_after_s)]
+    silent = len(workers) - len(alive)
+    console.print(f"workers: {len(alive)} alive" + (f", {silent} silent for over {stale_after_s:g} s" if silent else ""))
+    for worker in alive:
+        doing = f"trial {worker.current_trial.trial_id}" if worker.current_trial else "idle"
+        pools = ", ".join(worker.pools) or "no pool yet"
+        console.print(f"  {worker.id}  {worker.device}  {doing}  {worker.trials_done} done  ({pools})")
+    for view in views:
+        if view["status"] == "running" and view["in_flight"] and not alive:
+            console.print(f"[bold red]search {view['id']}: {view['in_flight']} trials in flight and no live worker"
+                          " is working on them; start one (recycle worker) or check the workers' logs[/]")
 
 
 def print_search(searches: Searches, search_id: str, spec, view: dict) -> None:
