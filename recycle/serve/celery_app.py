@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from contracts import keys
+from recycle.settings import Settings
 
 # How a trial whose worker died comes back (tests/faults/test_worker_kills.py does both):
 # - The process running the trial dies (SIGKILL, the OOM killer's choice: the big pool
@@ -17,8 +18,8 @@ from contracts import keys
 # The broker's visibility timeout (a message unacknowledged this long is handed out
 # again) is a backstop only: Celery's own guidance is that it is no liveness mechanism.
 # A message it brings back late finds its trial recorded, or its lease held, and is
-# skipped. Settings: RECYCLE_BROKER_VISIBILITY_TIMEOUT_S.
-VISIBILITY_TIMEOUT_S = 2 * 3600
+# skipped. Settings: RECYCLE_BROKER_VISIBILITY_TIMEOUT_S (default in recycle/settings.py).
+VISIBILITY_TIMEOUT_S = Settings.model_fields["broker_visibility_timeout_s"].default
 
 
 def make_celery(broker_url: str, visibility_timeout_s: float = VISIBILITY_TIMEOUT_S) -> Celery:
