@@ -334,7 +334,7 @@ def render_race(records: list[dict], command: str) -> str:
         + (f"{min(loads):.1f}-{max(loads):.1f} during the runs" if loads else "not recorded")
         + f"; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
-        "Each command is a fresh process, as a user runs it (start-up included), the two alternating, the",
+        "Each command is a fresh process, as a user runs it (start-up included), the three alternating, the",
         "page cache warm; the same linear config (4 bf16 checkpoints, weights 0.4/0.3/0.2/0.1, normalize),",
         "random-weight Llamas of the named shape. `bit-identical`: every tensor mergekit wrote is in",
         "recycle's output with the same bytes.",
@@ -361,7 +361,7 @@ def render_race(records: list[dict], command: str) -> str:
         "",
         "Where the time goes (recycle/commands/merge.py, merger/config_merge.py): start-up imports torch,",
         "pydantic and the merger only (no transformers); the pool is mapped, not read into memory; each",
-        "tensor is merged in 64K-element runs with mergekit's own operations (merger/exact.py), two tensors",
+        "tensor is merged in 256K-element runs with mergekit's own operations (merger/exact.py), two tensors",
         "ahead of the writer on worker threads with one intra-op thread each (two intra-op threads waiting",
         "on each other made a loaded machine 10x slower); the output goes to disk with O_DIRECT through",
         "an aligned stage, around the page cache's per-page cost (merger/direct_io.py). mergekit runs with",
@@ -441,7 +441,8 @@ def main() -> None:
     cache = Path(args.cache)
     if args.render:
         records = [json.loads(line) for line in Path(args.render).read_text().splitlines() if line.startswith("{")]
-        Path(args.write).write_text(render_race(records, "python bench/merge.py --race --write docs/results/merge.md"))
+        repeats = f" --race-repeats {args.race_repeats}" if args.race_repeats != 3 else ""
+        Path(args.write).write_text(render_race(records, f"python bench/merge.py --race{repeats} --write {args.write}"))
         return
     if args.race:
         records = race(cache, args.race_pools.split(","), args.race_repeats)
