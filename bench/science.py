@@ -45,9 +45,9 @@ REPORT_POOL_SEEDS, REPORT_SEARCH_SEEDS = (1, 2), (100, 101, 102, 103, 104)
 # name -> (strategy, options changed from the demo's search)
 STRATEGIES = {
     "default": ("tpe", {}),
-    "tpe": ("tpe", {"surrogate": False, "dominance_probes": 0}),
-    "cmaes": ("cmaes", {"surrogate": False, "dominance_probes": 0}),
     "random": ("random", {"surrogate": False, "dominance_probes": 0}),
+    "cmaes": ("cmaes", {"surrogate": False, "dominance_probes": 0}),
+    "tpe": ("tpe", {"surrogate": False, "dominance_probes": 0}),
 }
 COMPARISONS = {"vs_best_single": "best single", "vs_uniform": "uniform soup", "vs_greedy": "greedy soup"}
 
@@ -148,8 +148,9 @@ def main(argv=None) -> int:
         options = types.SimpleNamespace(budget=budget, workers=2, seed=0, merge="linear", max_weight=1.0)
         base_spec = demo_spec(demo, "recycling", "tpe", options)
         evaluators, scorer = MemoEvaluators(base_spec, "cpu"), HeldOutScorer(base_spec, "cpu")
-        for search_seed in search_seeds:
-            for name in names:
+        # Strategy by strategy, the shipped default first: a run cut short still has whole strategies.
+        for name in names:
+            for search_seed in search_seeds:
                 strategy, changes = STRATEGIES[name]
                 spec = base_spec.model_copy(update={"strategy": strategy, "seed": search_seed, **changes})
                 line = one_run(name, spec, pool_seed, search_seed, evaluators, scorer, args.out, resamples)

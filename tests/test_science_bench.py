@@ -22,7 +22,7 @@ def test_quick_science_bench_prints_a_line_per_run_and_a_summary_per_strategy(tm
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     runs = [line for line in lines if "strategy" in line]
-    assert [(r["strategy"], r["search_seed"]) for r in runs] == [("default", 0), ("random", 0), ("default", 1), ("random", 1)]
+    assert [(r["strategy"], r["search_seed"]) for r in runs] == [("default", 0), ("default", 1), ("random", 0), ("random", 1)]
     for run in runs:
         assert KEYS <= run.keys() and run["bootstrap_unit"] == "group" and run["correction"] == "holm"
         for key in ("vs_best_single", "vs_uniform", "vs_greedy", "left_out_task"):
