@@ -10,6 +10,7 @@ from api.schemas import ExportRequest, PoolCreate, SearchCreate
 from contracts import TrialResult
 
 REF = "#/components/schemas/{model}"
+TRIAL_ROW = {"$ref": REF.format(model="TrialRow")}
 
 
 def ref(name: str) -> dict:
@@ -79,6 +80,13 @@ def openapi_document() -> dict:
         "if": {"required": ["base"], "properties": {"base": {"type": "string"}}},
         "then": {"required": ["normalize"], "properties": {"normalize": {"const": False}}},
     })
+    # A trial as the trials page lists it (api.views.trial_row): the stored result, plus what the
+    # page shows without deriving it (its kind, the checkpoint it concerns, normalized macros).
+    number_or_null = {"oneOf": [{"type": "number"}, {"type": "null"}]}
+    result = schemas["$defs"]["TrialResult"]
+    schemas["$defs"]["TrialRow"] = {**result, "title": "TrialRow", "properties": {
+        **result["properties"], "kind": {"type": "string"}, "checkpoint": {"oneOf": [{"type": "string"}, {"type": "null"}]},
+        "source_text": {"type": "string"}, "macro_average": number_or_null, "report_macro_average": number_or_null}}
     reads = ("401", "404")
     action = {"name": "action", "in": "path", "required": True, "schema": {"type": "string", "enum": ["pause", "resume", "cancel"]}}
     return {
@@ -109,7 +117,7 @@ def openapi_document() -> dict:
             "/v1/searches/{search_id}/trials": {
                 "get": operation(
                     "trial results in the order they were recorded",
-                    {"200": answer("a page of trials", {"type": "object", "properties": {"total": {"type": "integer"}, "offset": {"type": "integer"}, "trials": {"type": "array", "items": ref("TrialResult")}}})},
+                    {"200": answer("a page of trials", {"type": "object", "properties": {"total": {"type": "integer"}, "offset": {"type": "integer"}, "scaled": {"type": "boolean"}, "trials": {"type": "array", "items": TRIAL_ROW}}})},
                     params=[SEARCH_ID,
                             {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
                             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}],

@@ -85,7 +85,6 @@ def trial_row(result, normalization: Normalization | None) -> dict:
     greedy or trial; a "trial" on the front is drawn as front) and its normalized macros."""
     kind, checkpoint = proposal_kind(result.proposal.source)
     row = result.model_dump(mode="json")
-    row["proposal"]["source"] = str(result.proposal.source)  # text to show; "kind" and "checkpoint" say what it is
     names = {o.name for o in normalization.objectives} if normalization else set()
     ok = result.status is TrialStatus.ok and normalization is not None
     row.update({
