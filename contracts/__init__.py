@@ -5,20 +5,8 @@ proposer, the API and the workers all speak these models, so a payload that
 validates here means the same thing everywhere (JSON on the wire, Redis at rest).
 """
 
-from contracts.models import (
-    CheckpointRef,
-    Direction,
-    MergeSpec,
-    Objective,
-    PoolSpec,
-    Proposal,
-    SearchSpec,
-    SearchStatus,
-    Source,
-    TaskSpec,
-    TrialResult,
-    TrialStatus,
-)
+from contracts.models import CheckpointRef, Direction, MergeSpec, Objective, PoolSpec, SearchSpec, TaskSpec
+from contracts.trials import Proposal, SearchStatus, Source, TrialResult, TrialStatus
 from contracts import keys
 
 __all__ = [

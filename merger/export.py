@@ -19,7 +19,8 @@ from typing import Sequence
 import torch
 import yaml
 
-from contracts.models import MergeSpec, SearchSpec, TrialResult
+from contracts.models import MergeSpec, SearchSpec
+from contracts.trials import TrialResult
 
 from merger.errors import ExportError, ExportExistsError
 from merger.methods import MergeMethod, TensorPlan, make_method
