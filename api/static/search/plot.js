@@ -1,20 +1,8 @@
 // Pure SVG drawing shared by the charts: numbers and sizes in, SVG nodes out. Nothing here
 // reads the page, fetches or listens to events (interact.js does that).
 
-const SVG_NS = "http://www.w3.org/2000/svg";
-
-export function svg(tag, attributes = {}, ...children) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value === undefined || value === null) continue;
-    if (name === "dataset") Object.assign(node.dataset, value);
-    else node.setAttribute(name, value);
-  }
-  for (const child of children.flat()) {
-    if (child !== undefined && child !== null) node.append(child instanceof Node ? child : String(child));
-  }
-  return node;
-}
+// The SVG element builder is common.js's (loaded first on every page): one copy of it.
+export const { svg } = Recycle;
 
 // Round tick steps (1, 2, 5 x 10^k) covering [lo, hi].
 export function ticks(lo, hi, count, integers = false) {
