@@ -156,7 +156,8 @@ def _verdict_word(decision) -> str:
 
 def _interval(decision, raw: bool = False) -> str:
     unit = " (raw units)" if raw else ""
-    return (f"{decision.test.diff:+.4f}{unit} [{decision.low:+.4f}, {decision.high:+.4f}] "
+    diff, low, high = (x + 0.0 for x in (decision.test.diff, decision.low, decision.high))  # no "-0.0000"
+    return (f"{diff:+.4f}{unit} [{low:+.4f}, {high:+.4f}] "
             f"({decision.confidence:.1%} interval, p_holm {decision.p_holm:.3f})")
 
 
