@@ -105,7 +105,7 @@ def test_broken_checkpoints_fail_trials_with_the_reason(stack, demo_pool):
 
     nan = by_trial(stack.trials(nan_search))
     assert len(nan) == 8
-    sources = {t["proposal"]["source"]: t for t in nan.values()}
+    sources = {t["source_text"]: t for t in nan.values()}
     assert sources["single:c"]["status"] == "failed" and "non-finite score" in sources["single:c"]["error"]
     for name in ("base", "python", "prose", "decimal"):
         assert sources[f"single:{name}"]["status"] == "ok"

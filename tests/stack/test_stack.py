@@ -34,7 +34,7 @@ def test_search_over_http_runs_to_budget_on_two_workers(stack, demo_pool, tmp_pa
     assert all(t["status"] == "ok" for t in trials), [t["error"] for t in trials if t["status"] != "ok"]
     # Both workers took trials: the work was really spread over processes.
     assert len({t["worker"] for t in trials}) == 2
-    sources = {t["proposal"]["source"] for t in trials}
+    sources = {t["source_text"] for t in trials}
     assert {f"single:{name}" for name in demo_pool.pool.names} <= sources and "uniform" in sources
 
     status, front = http("GET", f"{stack.base}/v1/searches/{search_id}/front")
