@@ -27,7 +27,7 @@ DEMO_POOLS = {
     "recycling": DemoPoolKind(
         "recycle.demo.recycling_pool:build_recycling_pool", "recycling", 64, 0.0,
         "16 generalist checkpoints of a 4-layer GPT-2 (4 data mixtures x 2 learning rates x 2 stages) and their base,"
-        " trained here (~6 min once); objectives: python, prose (lm_loss), next-line questions on C (multiple choice);"
+        " trained here once; objectives: python, prose (lm_loss), next-line questions on C (multiple choice);"
         " decimal left out (generalization)"),
     "tiny": DemoPoolKind(
         "recycle.demo.tiny_pool:build_demo_pool", "demo", 48, 0.1,
