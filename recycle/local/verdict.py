@@ -114,8 +114,8 @@ def held_out_verdict(runs: dict[str, tuple[SearchSpec, list[TrialResult]]], devi
         return None
     every = [r for _, results in runs.values() for r in results if r.status is TrialStatus.ok]
     singles = _unique_singles(every)
-    picks = _baselines(first_results, singles, scale, scorer or HeldOutScorer(spec, device))
-    scorer = picks.pop("scorer")
+    scorer = scorer or HeldOutScorer(spec, device)
+    picks = _baselines(first_results, singles, scale, scorer)
     for label, (_, results) in runs.items():
         own = [r for r in results if r.status is TrialStatus.ok and not source_of(r).is_baseline]
         if own:
@@ -176,10 +176,10 @@ def _unique_singles(results: list[TrialResult]) -> dict[str, TrialResult]:
     return singles
 
 
-def _baselines(results, singles, scale, scorer) -> dict:
+def _baselines(results, singles, scale, scorer) -> dict[str, TrialResult]:
     """The best single (on the held-out split), the uniform soup, the greedy soup's best step."""
     ok = [r for r in results if r.status is TrialStatus.ok]
-    picks: dict = {"scorer": scorer}
+    picks: dict[str, TrialResult] = {}
     if singles:
         picks["best single"] = min(singles.values(), key=lambda r: scale.macro(scorer.scores(r)))
     for kind, label in (("uniform", "uniform soup"), ("greedy", "greedy soup")):
