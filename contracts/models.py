@@ -76,7 +76,9 @@ class MergeSpec(Frozen):
         return self
 
 
-TaskKind = Literal["lm_loss", "multiple_choice"]
+TaskKind = Literal["lm_loss", "multiple_choice", "lm_eval"]
+# lm_eval metrics where lower is better; recycle scores them as nats per unit (evaluator.lm_eval_task).
+LM_EVAL_LOWER_IS_BETTER = frozenset({"perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte"})
 
 
 class TaskSpec(Frozen):
@@ -86,7 +88,12 @@ class TaskSpec(Frozen):
     kind: TaskKind
     # JSONL. lm_loss: one document per line, {"text": ...}.
     # multiple_choice: {"context": ..., "choices": [...], "answer": index}.
+    # lm_eval: an lm-evaluation-harness task YAML, or a folder of them with lm_eval_task set.
     path: str = Field(min_length=1, max_length=4096)
+    # lm_eval only: the lm-eval task's name (required when path is a folder of task YAMLs)
+    # and the metric scored per document: "acc", or "acc,<filter>" for one of its filters.
+    lm_eval_task: str | None = Field(default=None, min_length=1, max_length=256)
+    metric: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+(,[A-Za-z0-9_.\-]+)?$")
     # Documents are split (never windows) by a seeded hash into search and report splits.
     report_fraction: float = Field(default=0.3, gt=0.0, lt=1.0)
     split_seed: int = 0
@@ -99,12 +106,29 @@ class TaskSpec(Frozen):
     seq_len: int = Field(default=256, ge=8, le=32_768)
     batch_size: int = Field(default=8, ge=1, le=4096)
 
+    @model_validator(mode="after")
+    def _lm_eval_fields(self) -> "TaskSpec":
+        if self.kind != "lm_eval":
+            given = [name for name in ("lm_eval_task", "metric") if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"{' and '.join(given)}: only for tasks of kind lm_eval, not {self.kind}")
+        elif self.lm_eval_task is None and not self.path.endswith((".yaml", ".yml")):
+            raise ValueError("kind lm_eval: path must be a task YAML (.yaml), or a folder of them with lm_eval_task naming the task")
+        return self
+
+    @property
+    def lm_eval_metric(self) -> str:
+        """The lm_eval metric without its filter ("acc" unless told)."""
+        return (self.metric or "acc").partition(",")[0]
+
     def items(self, split: str) -> int:
         """How many windows / questions of `split` ("search" or "report") are evaluated."""
         return self.report_max_items if split == "report" and self.report_max_items is not None else self.max_items
 
     @property
     def direction(self) -> Direction:
+        if self.kind == "lm_eval":
+            return Direction.minimize if self.lm_eval_metric in LM_EVAL_LOWER_IS_BETTER else Direction.maximize
         return Direction.minimize if self.kind == "lm_loss" else Direction.maximize
 
     @property

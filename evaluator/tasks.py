@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,7 +177,19 @@ class MultipleChoice(Task):
         return np.array(correct), np.ones(len(correct))
 
 
-TASK_KINDS: dict[str, type[Task]] = {"lm_loss": LanguageModelLoss, "multiple_choice": MultipleChoice}
+def lm_eval_task(spec: TaskSpec, tokenizer, max_positions: int) -> Task:
+    """Kind lm_eval (evaluator.lm_eval_task), imported only when a search uses it: it needs
+    lm-evaluation-harness, an optional extra."""
+    try:
+        from evaluator.lm_eval_task import LmEvalTask
+    except ImportError as error:
+        raise TaskDataError(f"task {spec.name!r} is of kind lm_eval, which needs lm-evaluation-harness "
+                            f"(pip install 'recycle[lm-eval]'); importing it failed: {error}") from None
+    return LmEvalTask(spec, tokenizer, max_positions)
+
+
+TASK_KINDS: dict[str, Callable[[TaskSpec, object, int], Task]] = {
+    "lm_loss": LanguageModelLoss, "multiple_choice": MultipleChoice, "lm_eval": lm_eval_task}
 
 
 def make_task(spec: TaskSpec, tokenizer, max_positions: int) -> Task:

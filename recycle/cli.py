@@ -119,12 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if not is_user_error(error):
             raise
+        from rich.markup import escape
+
         from recycle.commands.common import console
 
+        # Escaped: a message's own brackets ("recycle[lm-eval]", a list) are not rich markup.
         if type(error).__name__ == "ValidationError":
-            console.print(f"[red]error:[/] invalid input:\n{error}")
+            console.print(f"[red]error:[/] invalid input:\n{escape(str(error))}")
         else:
-            console.print(f"[red]error:[/] {error}")
+            console.print(f"[red]error:[/] {escape(str(error))}")
     return 2
 
 
