@@ -157,3 +157,21 @@ def test_data_that_is_not_on_this_machine_is_not_downloaded(demo_pool, tmp_path)
     tokenizer = AutoTokenizer.from_pretrained(demo_pool.pool.checkpoints[0].path)
     with pytest.raises(TaskDataError, match="could not load 'hub' offline"):
         LmEvalTask(next_line(path=str(tmp_path / "hub.yaml")), tokenizer, SEQ_LEN)
+
+
+def test_a_loglikelihood_task_scores_the_right_answers_log_likelihood(demo_pool, tmp_path):
+    """Output type loglikelihood, metric perplexity: per document -log p(answer | context), the
+    same number the multiple-choice task computes for that choice."""
+    (tmp_path / "answer.yaml").write_text(
+        f"task: answer\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {TASKS_DIR / 'next_line.jsonl'}\n"
+        "test_split: test\noutput_type: loglikelihood\ndoc_to_text: context\ndoc_to_target: '{{choices[answer]}}'\n"
+        "target_delimiter: ''\nmetric_list:\n  - metric: perplexity\n  - metric: acc\n")
+    evaluator = evaluator_on(demo_pool, next_line(), checkpoint=3)
+    answer = LmEvalTask(next_line(path=str(tmp_path / "answer.yaml"), metric="perplexity"), evaluator.tokenizer, SEQ_LEN)
+    assert answer.spec.direction.value == "minimize" and answer.doc_indices == evaluator.tasks[0].doc_indices
+    scores = answer.item_scores(evaluator.resident.model, "search")
+    choice = evaluator.tasks[0]
+    choice.item_scores(evaluator.resident.model, "search")
+    right = [i.resps[0][0] for i in choice.instances["search"] if i.idx == i.doc["answer"]]
+    assert list(scores.numerator) == pytest.approx([-ll for ll in right], rel=1e-5)
+    assert scores.score == pytest.approx(-sum(right) / len(right), rel=1e-5)
