@@ -191,20 +191,21 @@ class Algorithm(Frozen):
     # at once, so a small move (0.1) can beat the checkpoint on every task.
     shrunk_singles: float = Field(default=0.0, ge=0.0, lt=1.0)
     # The strategy draws `candidates` points per ask and a quadratic surrogate of the tasks
-    # picks the one predicted to add most to the Pareto front (proposer.prescreen).
+    # picks the one most likely to add to the Pareto front (proposer.prescreen); CMA-ES
+    # instead ranks its population with a surrogate of its loss (lq-CMA-ES).
     surrogate: bool = True
-    # Points drawn per pre-screened ask. None: the strategy's own count (TPE 16, CMA-ES 64,
-    # random 1, i.e. random search is not pre-screened; see each strategy's n_candidates).
+    # Points drawn per pre-screened ask. None: the strategy's own count (TPE 16, random 1,
+    # i.e. random search is not pre-screened; CMA-ES is never pre-screened).
     candidates: int | None = Field(default=None, ge=1, le=1024)
-    # With the surrogate, every this many asks propose instead the candidate predicted best
-    # on the macro-average, where it is predicted to beat the best seen by more than the
-    # surrogate's leave-one-out error (otherwise the hypervolume pick; 0: never). Tuned on
-    # bench/search.py's tuning seeds 0-4, demo pool, 32 / 64 trials (docs/results/search.md, "Tuning").
-    exploit_every: int = Field(default=2, ge=0, le=1000)
     # With baselines: the last this many trials of the budget may probe the single checkpoints
     # no trial dominates yet, each along the line towards its most similar checkpoint
     # (proposer.dominance); trials no probe needs go to the strategy. 0: none.
     dominance_probes: int = Field(default=0, ge=0, le=1000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data):
+        return drop_retired(data)
 
 
 class Runtime(Frozen):
@@ -223,12 +224,24 @@ class Runtime(Frozen):
 
 
 GROUPS: dict[str, type[Frozen]] = {"problem": Problem, "algorithm": Algorithm, "runtime": Runtime}
+# Options searches stored earlier may carry, which no longer do anything: dropped on load.
+# exploit_every: a cadence of exploiting asks, replaced by the surrogate's uncertainty
+# (proposer.prescreen; it changed no proposal on bench/search.py's synthetic tuning seeds 0-4).
+RETIRED = frozenset({"exploit_every"})
 # Field name -> its group: specs stored before the grouping (Redis, search.yaml files) are flat.
 GROUP_OF: dict[str, str] = {name: group for group, model in GROUPS.items() for name in model.model_fields}
 
 
+def drop_retired(data):
+    """`data` without the RETIRED option names."""
+    if not isinstance(data, dict) or not RETIRED & data.keys():
+        return data
+    return {name: value for name, value in data.items() if name not in RETIRED}
+
+
 def group_fields(data):
     """Flat option names moved into their groups (a field given both ways is refused)."""
+    data = drop_retired(data)
     if not isinstance(data, dict) or not GROUP_OF.keys() & data.keys():
         return data
     data = dict(data)

@@ -1,25 +1,26 @@
-"""Choosing among a strategy's candidates the one predicted to add most to the Pareto front.
+"""Choosing among a strategy's candidates the one most likely to add to the Pareto front.
 
 A strategy draws several candidates per ask from its own model (TPE's density of good
-points, CMA-ES's search distribution, random search's Dirichlet; see
-proposer.sources.Prescreened and Algorithm.candidates); a quadratic surrogate of every
-task (`proposer.surrogate`) predicts each candidate's losses, and the candidate whose
-predicted point adds the most hypervolume to the front is proposed. The strategy
-decides where to look, the surrogate which of its ideas to pay a trial for; the
-strategy still learns from the real result only.
+points, random search's Dirichlet; see proposer.sources.Prescreened); a quadratic
+surrogate of every task (`proposer.surrogate`) predicts each candidate's losses with a
+posterior sd, and the candidate whose optimistic point adds the most hypervolume to the
+front is proposed. The strategy decides where to look, the surrogate which of its ideas
+to pay a trial for; the strategy still learns from the real result only.
 
-Hypervolume is what the search is judged by and what a scalar optimizer does not
-aim for: told the macro-average, TPE and CMA-ES concentrate near its optimum and
-barely beat random search on the front (bench/search.py). Pending trials enter the
-front with their predicted losses, so concurrent asks do not all chase the same gap.
-A candidate predicted to be dominated scores minus its distance to the front (how
-much better it would need to be on every task), so the least bad one is chosen.
+The acquisition is SMS-EGO's (Ponweiser et al., 2008, "Multiobjective optimization on a
+limited budget of evaluations using model-assisted S-metric selection"): the hypervolume
+a candidate's lower confidence bound mean - gain * sd adds to the front, and for a bound
+some point of the front dominates, minus how far it is from escaping (its additive
+epsilon-dominance distance), so the least bad one is chosen. The gain is not tuned: it
+makes the bound hold on all m tasks at once with probability one half (Phi(gain)^m = 1/2),
+so a candidate with an uncertain prediction is worth trying where its plausible best
+would extend the front: the model's uncertainty, not a fixed cadence of exploiting asks,
+trades exploring against refining (a candidate the model is sure of scores its mean).
 
-`pick_exploiting` is the pick the driver tries every few asks: the candidate with the
-lowest predicted macro-average (the number users select a merge by), but only where the
-surrogate is confident it beats the best macro-average seen: by more than its own
-leave-one-out error. Otherwise the ask takes the hypervolume pick: an exploiting trial
-the model cannot tell from the best seen mostly re-measures the optimum's neighbourhood.
+Hypervolume is what the search is judged by and what a scalar optimizer does not aim
+for: told the macro-average, TPE and CMA-ES concentrate near its optimum and barely beat
+random search on the front (bench/search.py). Pending trials enter the front with their
+predicted mean losses, so concurrent asks do not all chase the same gap.
 """
 
 from __future__ import annotations
@@ -27,17 +28,15 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from scipy.stats import norm
 
 from proposer.pareto import hypervolume, non_dominated
 from proposer.strategies.base import Weights
-from proposer.surrogate import MAX_WEIGHTS, QuadraticSurrogate, n_linear_terms
+from proposer.surrogate import MAX_WEIGHTS, QuadraticSurrogate, fit_rows, n_linear_terms
 
 # Reference point in normalized loss space (0: best seen, 1: worst seen), as the
 # search's own reference point adds 10% of each objective's range.
 REFERENCE = 1.1
-# The surrogate is fitted to the first trials (the baselines anchor it) and the most
-# recent ones: its cost grows with the trials it reads, its accuracy barely does.
-FIT_FIRST, FIT_RECENT = 50, 200
 
 
 class HypervolumePrescreen:
@@ -64,12 +63,11 @@ class HypervolumePrescreen:
         n_weights = x.shape[1]
         if n_weights > MAX_WEIGHTS or len(observed) < n_linear_terms(n_weights, on_simplex) + 2:
             return
-        self._best_mean = float(losses.mean(axis=1).min())
         self._low = losses.min(axis=0)
         span = losses.max(axis=0) - self._low
         self._scale = np.where(span > 0, span, 1.0)
         points = self._normalize(losses)
-        fit = np.r_[0 : min(FIT_FIRST, len(x)), max(FIT_FIRST, len(x) - FIT_RECENT) : len(x)]
+        fit = fit_rows(len(x))
         self.surrogate = QuadraticSurrogate(x[fit], points[fit], on_simplex)
         if front is not None:
             points = self._normalize(np.array(front, dtype=float).reshape(-1, losses.shape[1]))
@@ -81,11 +79,14 @@ class HypervolumePrescreen:
         return (losses - self._low) / self._scale
 
     def scores(self, candidates: Sequence[Weights]) -> list[float]:
-        """Predicted hypervolume improvement per candidate (negative: predicted dominated)."""
+        """Hypervolume improvement of each candidate's lower confidence bound (negative: the
+        bound is dominated, by that much)."""
         if self.surrogate is None:
             return [0.0] * len(candidates)
-        predicted = self.surrogate.predict(np.array(candidates, dtype=float))
-        return [improvement(p, self.front) for p in predicted]
+        x = np.array(candidates, dtype=float)
+        mean, sd = self.surrogate.predict(x), self.surrogate.predict_sd(x)
+        optimistic = mean - confidence_gain(mean.shape[1]) * sd
+        return [improvement(p, self.front) for p in optimistic]
 
     def pick(self, candidates: Sequence[Weights]) -> int:
         """Index of the candidate to propose."""
@@ -93,18 +94,6 @@ class HypervolumePrescreen:
             return 0
         scores = self.scores(candidates)
         return max(range(len(candidates)), key=lambda i: (scores[i], -i))
-
-    def pick_exploiting(self, candidates: Sequence[Weights]) -> int | None:
-        """Index of the candidate with the lowest predicted mean loss (the macro-average) if it is
-        predicted to beat the best mean seen by more than the prediction's error, else None."""
-        if self.surrogate is None:
-            return None
-        predicted = self.surrogate.predict(np.array(candidates, dtype=float)) * self._scale + self._low
-        means = predicted.mean(axis=1)
-        # Leave-one-out error of a mean over the tasks, as if their errors were independent.
-        error = float(np.mean(self.surrogate.loo_rmse * self._scale)) / np.sqrt(predicted.shape[1])
-        best = int(np.argmin(means))
-        return best if means[best] < self._best_mean - error else None
 
 
 def improvement(point: np.ndarray, front: np.ndarray) -> float:
@@ -122,3 +111,9 @@ def improvement(point: np.ndarray, front: np.ndarray) -> float:
     clipped = np.unique(np.maximum(front, point), axis=0)
     clipped = clipped[non_dominated(clipped)]
     return box - hypervolume(clipped.tolist(), [REFERENCE] * len(point))
+
+
+def confidence_gain(n_objectives: int) -> float:
+    """SMS-EGO's gain: the lower confidence bounds of all objectives hold together with
+    probability 1/2, Phi(gain)^m = 1/2 (0.55 for 2 tasks, 0.82 for 3, 1.0 for 4)."""
+    return float(norm.ppf(0.5 ** (1.0 / n_objectives)))

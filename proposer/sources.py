@@ -9,7 +9,8 @@ builds the list a spec asks for:
     GreedySoup       the greedy soup's next step, as soon as the step before has returned
     DominanceProbes  in the last `dominance_probes` trials, probes at undominated singles
     StrategySource   the strategy's own proposal; or, with the surrogate, Prescreened: the
-                     strategy's candidates, one chosen by the surrogate (proposer.prescreen)
+                     strategy's candidates, one chosen by the surrogate (proposer.prescreen),
+                     unless the strategy uses the surrogate itself (CMA-ES: lq-CMA-ES)
 
 The strategy source always offers, so the list ends with it. Every source is
 deterministic in the history, which is what lets a restarted driver carry on exactly.
@@ -96,18 +97,8 @@ class StrategySource(ProposalSource):
 
 class Prescreened(StrategySource):
     """The strategy draws `strategy.n_candidates` candidates; a quadratic surrogate of every
-    task, fitted to the results so far, picks the one predicted to add most hypervolume,
-    or, on trials numbered 0 mod `exploit_every`, the one predicted best on the
-    macro-average where it is confidently better than the best seen (proposer.prescreen).
-
-    Hypervolume picks alone left the best macro-average to the greedy soup on the SmolLM2
-    pool (held-out -0.012 / -0.008 for TPE / CMA-ES); exploiting asks cut that to -0.004 /
-    -0.002 (see Algorithm.exploit_every for where the cadence was tuned).
-    """
-
-    def __init__(self, strategy: Strategy, exploit_every: int):
-        super().__init__(strategy)
-        self.exploit_every = exploit_every
+    task, fitted to the results so far, picks the one whose lower confidence bound adds most
+    hypervolume to the front (proposer.prescreen)."""
 
     def offer(self, number: int, history: History) -> Offer:
         candidates = self.strategy.sample(number, self.strategy.n_candidates)
@@ -115,12 +106,7 @@ class Prescreened(StrategySource):
             return self._propose(number, candidates[0], history)
         screen = HypervolumePrescreen(history.observed(), history.pending_weights(),
                                       on_simplex=history.space.normalize, front=history.front_losses())
-        chosen = None
-        if self.exploit_every > 0 and number % self.exploit_every == 0:
-            chosen = screen.pick_exploiting(candidates)
-        if chosen is None:
-            chosen = screen.pick(candidates)
-        return self._propose(number, candidates[chosen], history)
+        return self._propose(number, candidates[screen.pick(candidates)], history)
 
 
 def sources_for(spec: SearchSpec, space: WeightSpace, strategy: Strategy) -> list[ProposalSource]:
@@ -130,6 +116,6 @@ def sources_for(spec: SearchSpec, space: WeightSpace, strategy: Strategy) -> lis
         sources += [FixedBaselines(fixed_baselines(space, spec.shrunk_singles)), GreedySoup()]
         if spec.dominance_probes:
             sources.append(DominanceProbes(spec.budget, spec.dominance_probes))
-    screened = spec.surrogate and strategy.n_candidates > 1
-    sources.append(Prescreened(strategy, spec.exploit_every) if screened else StrategySource(strategy))
+    screened = spec.surrogate and strategy.n_candidates > 1 and not strategy.ranks_population
+    sources.append(Prescreened(strategy) if screened else StrategySource(strategy))
     return sources

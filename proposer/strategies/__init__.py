@@ -13,13 +13,14 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 
 def make_strategy(name: str, n_weights: int, seed: int, normalize: bool, high: float = 1.0,
-                  candidates: int | None = None) -> Strategy:
-    """`candidates`: draws per pre-screened ask (None: the strategy's default_candidates)."""
+                  candidates: int | None = None, surrogate: bool = False) -> Strategy:
+    """`candidates`: draws per pre-screened ask (None: the strategy's default_candidates);
+    `surrogate`: the search's algorithm.surrogate, for strategies that use it themselves."""
     try:
         cls = STRATEGIES[name]
     except KeyError:
         raise ValueError(f"unknown strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}") from None
-    return cls(n_weights, seed, normalize, high, candidates)
+    return cls(n_weights, seed, normalize, high, candidates, surrogate)
 
 
 __all__ = ["STRATEGIES", "CMAESStrategy", "RandomStrategy", "Strategy", "TPEStrategy", "make_strategy"]

@@ -32,8 +32,12 @@ class Strategy(ABC):
     # Candidates per pre-screened ask unless the search sets algorithm.candidates
     # (1: the strategy offers no choice).
     default_candidates: ClassVar[int] = 1
+    # True: the strategy uses the surrogate itself (CMA-ES ranks its population with it), so
+    # the driver does not pre-screen its candidates.
+    ranks_population: ClassVar[bool] = False
 
-    def __init__(self, n_weights: int, seed: int, normalize: bool, high: float = 1.0, candidates: int | None = None):
+    def __init__(self, n_weights: int, seed: int, normalize: bool, high: float = 1.0, candidates: int | None = None,
+                 surrogate: bool = False):
         if n_weights < (2 if normalize else 1):
             raise ValueError(f"nothing to search with {n_weights} weight(s)")
         if normalize and high != 1.0:
@@ -48,6 +52,7 @@ class Strategy(ABC):
         self.normalize = normalize
         self.high = high
         self.n_candidates = candidates or self.default_candidates
+        self.surrogate = surrogate  # the search's algorithm.surrogate (see ranks_population)
         self.proposed: dict[int, Weights] = {}  # trial number -> the weights it evaluates
         self.told: dict[int, tuple[Weights, float | None]] = {}  # trial number -> (weights, loss)
 

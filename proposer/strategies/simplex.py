@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -37,8 +38,30 @@ def to_sticks(weights: Sequence[float]) -> list[float]:
     return u
 
 
-def from_logits(z: Sequence[float]) -> Weights:
-    """Additive log-ratio coordinates: w = softmax([z, 0]); z = 0 is the uniform soup."""
-    logits = np.append(np.asarray(z, dtype=float), 0.0)
+@lru_cache(maxsize=64)
+def helmert_basis(n: int) -> np.ndarray:
+    """n x (n-1) orthonormal columns orthogonal to (1, ..., 1): the Helmert contrasts
+    (column k compares weight k with the mean of weights 0..k-1). Read-only (cached)."""
+    basis = np.zeros((n, n - 1))
+    for k in range(1, n):
+        basis[:k, k - 1] = 1.0 / k
+        basis[k, k - 1] = -1.0
+        basis[:, k - 1] /= np.linalg.norm(basis[:, k - 1])
+    basis.flags.writeable = False
+    return basis
+
+
+def from_ilr(z: Sequence[float]) -> Weights:
+    """Isometric log-ratio coordinates (Egozcue et al., 2003): w = softmax(V z), V the Helmert
+    basis. V is orthonormal, so an isotropic z gives centred log-ratios whose distribution no
+    permutation of the checkpoints changes: no checkpoint is favoured. z = 0 is the uniform soup."""
+    z = np.asarray(z, dtype=float)
+    logits = helmert_basis(len(z) + 1) @ z
     e = np.exp(logits - logits.max())
     return tuple(float(v) for v in e / e.sum())
+
+
+def to_ilr(weights: Sequence[float]) -> np.ndarray:
+    """The inverse of from_ilr for weights with no zero (V^T of the log-weights)."""
+    logs = np.log(np.asarray(weights, dtype=float))
+    return helmert_basis(len(logs)).T @ logs

@@ -57,8 +57,9 @@ class TPEStrategy(Strategy):
     window_best = 50
     window_recent = 150
 
-    def __init__(self, n_weights: int, seed: int, normalize: bool, high: float = 1.0, candidates: int | None = None):
-        super().__init__(n_weights, seed, normalize, high, candidates)
+    def __init__(self, n_weights: int, seed: int, normalize: bool, high: float = 1.0, candidates: int | None = None,
+                 surrogate: bool = False):
+        super().__init__(n_weights, seed, normalize, high, candidates, surrogate)
         self._labels = [f"u{i}" for i in range(n_weights - 1 if normalize else n_weights)]
         space = {label: hp.uniform(label, 0.0, high) for label in self._labels}
         self._domain = Domain(lambda _: 0.0, space)  # never called: results come from tell

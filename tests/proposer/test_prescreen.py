@@ -10,7 +10,7 @@ import pytest
 from contracts import CheckpointRef, PoolSpec, Proposal, SearchSpec, TaskSpec, TrialResult, TrialStatus
 from proposer import MemoryStore, ParetoArchive, SearchDriver
 from proposer.pareto import hypervolume, non_dominated
-from proposer.prescreen import REFERENCE, HypervolumePrescreen, improvement
+from proposer.prescreen import REFERENCE, HypervolumePrescreen, confidence_gain, improvement
 from proposer.baselines import fixed_baselines
 from proposer.space import WeightSpace
 from proposer.surrogate import MAX_WEIGHTS, QuadraticSurrogate
@@ -90,26 +90,30 @@ def test_the_pick_is_the_candidate_predicted_to_add_most_hypervolume():
     screen = HypervolumePrescreen(observed, [], on_simplex=True)
     candidates = [tuple(w) for w in RNG.dirichlet(np.ones(4), size=16)] + [tuple(optima[0])]
     assert screen.pick(candidates) == len(candidates) - 1  # a task's own optimum extends the front most
-    # Once that point is pending, its predicted scores count as known: the same gap adds nothing.
+    # Once that point is pending, its predicted mean counts as known: the same gap adds only what
+    # its confidence bound reaches beyond that mean.
     busy = HypervolumePrescreen(observed, [tuple(optima[0])], on_simplex=True)
-    assert busy.scores([tuple(optima[0])])[0] <= 0.0 < screen.scores([tuple(optima[0])])[0]
+    assert busy.scores([tuple(optima[0])])[0] < 0.05 * screen.scores([tuple(optima[0])])[0]
 
 
-def test_an_exploiting_pick_is_the_candidate_with_the_lowest_predicted_mean_if_it_beats_the_best_seen():
+def test_the_score_is_the_hypervolume_its_lower_confidence_bound_adds():
     optima = np.eye(4)[:2] * 0.7 + 0.075
-    screen = HypervolumePrescreen(observations(optima, 30), [], on_simplex=True)
-    middle = tuple(optima.mean(axis=0))  # the macro-average's optimum: the mean of the tasks' optima
-    candidates = [tuple(optima[0]), tuple(optima[1]), middle, (0.0, 0.0, 0.5, 0.5)]
-    assert screen.pick_exploiting(candidates) == 2
-    assert screen.pick(candidates) in (0, 1)  # the hypervolume pick goes to an end of the front instead
-    # Each task's optimum is far worse on the other task than the best mix seen: no exploiting pick.
-    assert screen.pick_exploiting(candidates[:2]) is None
+    # Trials on one face of the simplex (no weight on c3): the model knows little off it.
+    x = np.hstack([RNG.dirichlet(np.ones(3), size=30), np.zeros((30, 1))])
+    observed = [(tuple(w), list(y)) for w, y in zip(x, quadratic_tasks(x, optima))]
+    screen = HypervolumePrescreen(observed, [], on_simplex=True)
+    on_face, off_face = (0.4, 0.3, 0.3, 0.0), (0.1, 0.1, 0.1, 0.7)
+    mean, sd = screen.surrogate.predict(np.array([on_face, off_face])), screen.surrogate.predict_sd(np.array([on_face, off_face]))
+    assert sd[1].min() > 10 * sd[0].max()  # far from every trial the model is unsure
+    bound = mean - confidence_gain(2) * sd
+    assert screen.scores([on_face, off_face]) == pytest.approx([improvement(b, screen.front) for b in bound])
+    assert confidence_gain(2) == pytest.approx(0.5449, abs=1e-4)  # Phi(gain)^2 = 1/2
 
 
 def test_with_too_few_trials_or_too_many_weights_the_strategy_keeps_its_choice():
     optima = RNG.dirichlet(np.ones(4), size=2)
     few = HypervolumePrescreen(observations(optima, 5), [], on_simplex=True)
-    assert few.pick([(1, 0, 0, 0), (0, 1, 0, 0)]) == 0 and few.pick_exploiting([(1, 0, 0, 0), (0, 1, 0, 0)]) is None
+    assert few.pick([(1, 0, 0, 0), (0, 1, 0, 0)]) == 0
     wide = RNG.dirichlet(np.ones(MAX_WEIGHTS + 1), size=2)
     many = HypervolumePrescreen(observations(wide, 60), [], on_simplex=True)
     assert many.surrogate is None and many.pick([tuple(wide[1]), tuple(wide[0])]) == 0
@@ -118,13 +122,13 @@ def test_with_too_few_trials_or_too_many_weights_the_strategy_keeps_its_choice()
 # -- the whole search: does pre-screening buy hypervolume? ----------------------------
 
 
-def synthetic_search(strategy: str, seed: int, surrogate: bool, budget: int = 40) -> float:
+def synthetic_search(strategy: str, seed: int, surrogate: bool, budget: int = 40, candidates: int | None = None) -> float:
     """Hypervolume gain over the baselines on 3 conflicting quadratic tasks over 6 checkpoints."""
     optima = np.random.default_rng(1234).dirichlet(np.full(6, 0.5), size=3)
     pool = PoolSpec(name="p", checkpoints=tuple(CheckpointRef(name=f"c{i}", path=f"/c{i}") for i in range(6)))
     tasks = tuple(TaskSpec(name=f"t{t}", kind="lm_loss", path="/t") for t in range(3))
     spec = SearchSpec(pool=pool, tasks=tasks, strategy=strategy, budget=budget, concurrency=3, seed=seed,
-                      surrogate=surrogate)
+                      surrogate=surrogate, candidates=candidates)
     store = MemoryStore()
     store.create_search("s", spec)
     driver = SearchDriver("s", spec, store)
@@ -144,12 +148,12 @@ def synthetic_search(strategy: str, seed: int, surrogate: bool, budget: int = 40
     return summary["hypervolume"] - baselines.hypervolume(summary["reference_point"], driver.normalization.losses)
 
 
-@pytest.mark.parametrize("strategy", ["tpe", "cmaes"])
-def test_prescreened_strategies_beat_random_search_on_the_front(strategy):
+@pytest.mark.parametrize("strategy, candidates", [("tpe", None), ("random", 16)])
+def test_prescreened_strategies_beat_random_search_on_the_front(strategy, candidates):
     seeds = range(3)
     random_gain = statistics.fmean(synthetic_search("random", s, surrogate=True) for s in seeds)
-    screened = statistics.fmean(synthetic_search(strategy, s, surrogate=True) for s in seeds)
-    unscreened = statistics.fmean(synthetic_search(strategy, s, surrogate=False) for s in seeds)
+    screened = statistics.fmean(synthetic_search(strategy, s, True, candidates=candidates) for s in seeds)
+    unscreened = statistics.fmean(synthetic_search(strategy, s, False, candidates=candidates) for s in seeds)
     assert screened > 1.15 * random_gain
     assert screened > unscreened
 

@@ -60,7 +60,18 @@ def test_flat_specs_of_before_the_grouping_still_load_into_their_groups():
     grouped = spec.model_dump()
     assert set(grouped) == {"pool", "problem", "algorithm", "runtime"}
     assert SearchSpec.model_validate(grouped) == spec == SearchSpec.model_validate_json(spec.model_dump_json())
-    assert spec.model_copy(update={"budget": 20, "exploit_every": 0}).runtime.budget == 20
+    assert spec.model_copy(update={"budget": 20, "dominance_probes": 0}).runtime.budget == 20
+
+
+def test_searches_stored_with_a_retired_option_still_load_without_it():
+    """exploit_every (a cadence of exploiting asks) was replaced by the surrogate's uncertainty."""
+    flat = yaml.safe_load(FLAT_YAML) | {"pool": make_spec(3).pool.model_dump(), "exploit_every": 3}
+    grouped = make_spec(3).model_dump()
+    grouped["algorithm"]["exploit_every"] = 0
+    for stored in (flat, grouped):
+        spec = SearchSpec.model_validate(stored)
+        assert "exploit_every" not in spec.model_dump()["algorithm"]
+        assert not hasattr(spec, "exploit_every")
 
 
 def test_a_field_given_flat_and_grouped_or_unknown_is_refused():

@@ -197,4 +197,4 @@ def test_stick_breaking_round_trips_and_is_uniform():
     assert simplex.to_sticks(simplex.from_sticks(u)) == pytest.approx(u)
     mean = np.mean([simplex.from_sticks(rng.random(5)) for _ in range(4000)], axis=0)
     assert mean == pytest.approx([1 / 6] * 6, abs=0.01)
-    assert simplex.from_logits([0.0, 0.0]) == pytest.approx((1 / 3,) * 3)  # CMA-ES's start: the uniform soup
+    assert simplex.from_ilr([0.0, 0.0]) == pytest.approx((1 / 3,) * 3)  # CMA-ES's start: the uniform soup
