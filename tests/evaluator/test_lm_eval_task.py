@@ -74,6 +74,8 @@ def test_multiple_choice_scores_match_lm_evals_own_model_document_by_document(de
     reference_ll = [resp[0][0] for sample in reference for resp in sample["resps"]]
     assert ours_ll == pytest.approx(reference_ll, rel=1e-4, abs=1e-3)
     assert 0.0 <= ours.score <= 1.0
+    with pytest.raises(NotImplementedError, match="generate_until tasks are not supported"):
+        task.lm.generate_until(task.instances["search"][:1])
 
 
 def test_rolling_log_likelihood_matches_lm_evals_own_model(demo_pool, tmp_path):
