@@ -59,7 +59,7 @@ class GreedySoup(ProposalSource):
         members = greedy_candidate([history.loss(r) for r in singles], [history.loss(r) for r in step_results])
         if members is None:
             return None
-        return Source(kind="greedy"), history.space.to_pool(soup_weights(members, history.space.dim))
+        return Source(kind="greedy"), history.space.everywhere(soup_weights(members, history.space.block))
 
 
 class DominanceProbes(ProposalSource):
@@ -73,12 +73,16 @@ class DominanceProbes(ProposalSource):
         if number < self.first:
             return None
         space = history.space
-        aimed = dominance_probe(history.single_losses(), history.front_losses(), history.observed(),
-                                history.pending_weights(), dim=space.dim, on_simplex=space.normalize)
+        # Probe lines run through whole-model merges: a trial with different weights per layer
+        # group lies on no line (it still counts in the front).
+        observed = [(w, losses) for x, losses in history.observed() if (w := space.common(x)) is not None]
+        pending = [w for x in history.pending_weights() if (w := space.common(x)) is not None]
+        aimed = dominance_probe(history.single_losses(), history.front_losses(), observed,
+                                pending, dim=space.block, on_simplex=space.normalize)
         if aimed is None:
             return None
         single, weights = aimed
-        return Source(kind="probe", checkpoint=space.names[space.searched[single]]), space.to_pool(weights)
+        return Source(kind="probe", checkpoint=space.names[space.searched[single]]), space.everywhere(weights)
 
 
 class StrategySource(ProposalSource):
