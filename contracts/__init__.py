@@ -5,7 +5,7 @@ proposer, the API and the workers all speak these models, so a payload that
 validates here means the same thing everywhere (JSON on the wire, Redis at rest).
 """
 
-from contracts.models import CheckpointRef, Direction, MergeSpec, Objective, PoolSpec, SearchSpec, TaskSpec
+from contracts.models import CheckpointRef, Direction, MergeSpec, Objective, PoolSpec, SearchSpec, TaskSpec, WeightLayout
 from contracts.trials import Proposal, SearchStatus, Source, TrialResult, TrialStatus
 from contracts import keys
 
@@ -22,5 +22,6 @@ __all__ = [
     "TaskSpec",
     "TrialResult",
     "TrialStatus",
+    "WeightLayout",
     "keys",
 ]

@@ -59,6 +59,41 @@ class PoolSpec(Frozen):
         return [c.name for c in self.checkpoints]
 
 
+class WeightLayout(Frozen):
+    """How a proposal's weights apply to the model. per "model": one weight per checkpoint
+    (N values). per "layer_groups": the layers split into `groups` contiguous blocks of nearly
+    equal size (the first L mod K blocks one layer longer), one weight vector per block: K x N
+    values, group-major; embeddings belong to group 0, every other tensor outside the layers
+    (final norm, lm_head) to group K-1, as mergekit's slices assign them (merger.layers)."""
+
+    per: Literal["model", "layer_groups"] = "model"
+    groups: int | None = Field(default=None, ge=2, le=1024)
+
+    @model_validator(mode="after")
+    def _groups_match_per(self) -> "WeightLayout":
+        if self.per == "model" and self.groups is not None:
+            raise ValueError("weights.groups is for per: layer_groups (per: model has one weight per checkpoint)")
+        if self.per == "layer_groups" and self.groups is None:
+            raise ValueError("weights per layer_groups needs groups: K (at least 2)")
+        return self
+
+    @property
+    def n_groups(self) -> int:
+        """Weight vectors per proposal (1 per model)."""
+        return self.groups or 1
+
+    def by_checkpoint(self, names: list[str], weights) -> dict[str, list[float]]:
+        """Checkpoint name -> its weight in each group (one value per model)."""
+        n = len(names)
+        if len(weights) != n * self.n_groups:
+            raise ValueError(f"{len(weights)} weights for {self.n_groups} group(s) x {n} checkpoints")
+        return {name: [float(weights[g * n + i]) for g in range(self.n_groups)] for i, name in enumerate(names)}
+
+    def mean_by_checkpoint(self, names: list[str], weights) -> dict[str, float]:
+        """Checkpoint name -> its weight, averaged over the groups (each group counted once)."""
+        return {name: sum(values) / len(values) for name, values in self.by_checkpoint(names, weights).items()}
+
+
 class MergeSpec(Frozen):
     method: str = Field(default="linear", pattern=NAME_PATTERN)
     # True: weights are clipped at zero and renormalized to sum to 1 (the paper's simplex).
@@ -68,6 +103,8 @@ class MergeSpec(Frozen):
     base: str | None = Field(default=None, pattern=NAME_PATTERN)
     # bf16/fp16 pools are summed in fp32 unless told otherwise; output keeps the pool dtype.
     accumulate: Literal["float32", "pool"] = "float32"
+    # One weight per checkpoint, or one per (layer group, checkpoint) (see WeightLayout).
+    weights: WeightLayout = WeightLayout()
 
     @model_validator(mode="after")
     def _base_means_unnormalized(self) -> "MergeSpec":

@@ -71,13 +71,13 @@ def export_merge(
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        plan = method.plan(weights)
+        plans = [method.plan(w) for w in method.split(weights)]  # one per layer group
         # mergekit's own arithmetic (merger/exact.py), so mergekit.yaml reproduces it bit for bit.
-        write_weights(pool, {name: plan for name in pool.tensor_names}, dtype, tmp, max_shard_bytes,
-                      _file_metadata(pool, method, checked, metadata), method.generator)
+        write_weights(pool, {name: plans[method.group_of.get(name, 0)] for name in pool.tensor_names}, dtype, tmp,
+                      max_shard_bytes, _file_metadata(pool, method, checked, metadata), method.generator)
         _copy_model_files(pool, tmp, dtype)
         out_dtype = dtype or pool.float_dtype or torch.float32
-        (tmp / "mergekit.yaml").write_text(mergekit_yaml(pool, method, plan, out_dtype))
+        (tmp / "mergekit.yaml").write_text(mergekit_yaml(pool, method, plans, out_dtype))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private
         os.rename(tmp, out_dir)  # atomic; replaces an empty directory, fails on a filled one
     except BaseException:
@@ -116,18 +116,31 @@ def _copy_model_files(pool: CheckpointPool, tmp: Path, dtype: torch.dtype | None
         shutil.copyfile(src / name, tmp / name)
 
 
-def mergekit_config(pool: CheckpointPool, method: MergeMethod, plan: TensorPlan, out_dtype: torch.dtype) -> dict:
-    """mergekit's description of the same merge (`mergekit-yaml mergekit.yaml OUT`)."""
+def mergekit_config(pool: CheckpointPool, method: MergeMethod, plans: Sequence[TensorPlan], out_dtype: torch.dtype) -> dict:
+    """mergekit's description of the same merge (`mergekit-yaml mergekit.yaml OUT`); `plans`: one
+    per layer group. One group: a `models` list. Several: one slice per group over its layers,
+    every source (the base last, as the plan lists it) with its layer_range and the group's
+    parameters; mergekit merges embeddings with the first slice, the final norm and lm_head
+    with the last, as merger.layers groups them."""
+    plan = plans[0]
     compute = plan.compute or pool.float_dtype or torch.float32
-    models = [
-        {"model": str(pool.paths[i]), "parameters": {name: values[k] for name, values in plan.per_input.items()}}
-        for k, i in enumerate(plan.inputs)
-        if i != plan.base
-    ]
+
+    def parameters(plan: TensorPlan, k: int) -> dict:
+        return {name: values[k] for name, values in plan.per_input.items()}
+
     config: dict = {"merge_method": method.mergekit_name}
     if plan.base is not None:
         config["base_model"] = str(pool.paths[plan.base])
-    config["models"] = models
+    if len(plans) == 1:
+        config["models"] = [{"model": str(pool.paths[i]), "parameters": parameters(plan, k)}
+                            for k, i in enumerate(plan.inputs) if i != plan.base]
+    else:
+        config["slices"] = [
+            {"sources": [{"model": str(pool.paths[i]), "layer_range": [start, end],
+                          **({"parameters": parameters(group, k)} if i != group.base else {})}
+                         for k, i in enumerate(group.inputs)]}
+            for group, (start, end) in zip(plans, method.layer_ranges(), strict=True)
+        ]
     config["parameters"] = dict(plan.shared)
     config["dtype"] = DTYPE_CONFIG_NAMES.get(compute, "float32")
     if out_dtype != compute:
@@ -135,13 +148,20 @@ def mergekit_config(pool: CheckpointPool, method: MergeMethod, plan: TensorPlan,
     return config
 
 
-def mergekit_yaml(pool: CheckpointPool, method: MergeMethod, plan: TensorPlan, out_dtype: torch.dtype) -> str:
+def mergekit_yaml(pool: CheckpointPool, method: MergeMethod, plans: Sequence[TensorPlan], out_dtype: torch.dtype) -> str:
     header = (
         f"# Written by recycle: this merge of pool {pool.spec.name!r} with mergekit.\n"
         "# Reproduce with: mergekit-yaml mergekit.yaml OUTPUT_DIR\n"
         "# Weights are already clipped and normalized when the search normalizes them.\n"
     )
-    return header + yaml.safe_dump(mergekit_config(pool, method, plan, out_dtype), sort_keys=False)
+    return header + yaml.safe_dump(mergekit_config(pool, method, plans, out_dtype), sort_keys=False)
+
+
+def _weights_by_name(spec: SearchSpec, weights: Sequence[float]) -> dict:
+    """Checkpoint -> weight; per layer group: checkpoint -> its weight in each group."""
+    layout = spec.merge.weights
+    by_name = layout.by_checkpoint(spec.pool.names, weights)
+    return {name: values if layout.n_groups > 1 else values[0] for name, values in by_name.items()}
 
 
 def export_trial(search_id: str, spec: SearchSpec, result: TrialResult, out: Path,
@@ -154,7 +174,7 @@ def export_trial(search_id: str, spec: SearchSpec, result: TrialResult, out: Pat
     pool = CheckpointPool.open(spec.pool, allowed_roots=allowed_roots)
     try:
         metadata = {"search_id": search_id, "trial_id": result.trial_id, "source": result.proposal.source.model_dump(),
-                    "weights": dict(zip(spec.pool.names, result.proposal.weights)),
+                    "weights": _weights_by_name(spec, result.proposal.weights),
                     "scores": result.scores, "report": result.report, "exported_at": time.time()}
         export_merge(pool, spec.merge, list(result.proposal.weights), out, dtype=dtype, metadata=metadata)
         (Path(out) / "recycle.json").write_text(json.dumps(metadata, indent=2))

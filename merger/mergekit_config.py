@@ -17,8 +17,6 @@ last (the rest).
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import torch
 
 from merger.errors import MergerError
+from merger.layers import EMBEDDING, LAYER, layer_count  # noqa: F401 - layer_count re-exported
 from merger.methods import MERGE_METHODS, MergeMethod
 from merger.planned import TensorPlan
 from merger.parameters import Scope, resolve
@@ -36,10 +35,6 @@ MODEL_FIELDS = {"model", "parameters"}
 SLICE_FIELDS = {"sources", "base_model", "parameters"}
 SOURCE_FIELDS = {"model", "layer_range", "parameters"}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
-# The numbered block of a tensor name: model.layers.N. (Llama, Qwen, Mistral...), transformer.h.N. (GPT-2).
-LAYER = re.compile(r"(?:^|\.)(?:layers|h|layer|blocks)\.(\d+)\.")
-EMBEDDING = re.compile(r"embed|wte|wpe")
-LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
 
 
 class MergeConfigError(MergerError):
@@ -197,20 +192,6 @@ def _parameter_checker(method: type[MergeMethod]):
             )
 
     return check
-
-
-def layer_count(config_dir: Path | None, tensor_names: list[str]) -> int:
-    """The model's number of layers: config.json's, else one more than the highest layer index."""
-    if config_dir is not None:
-        try:
-            model_config = json.loads((config_dir / "config.json").read_text())
-        except (OSError, ValueError):
-            model_config = {}
-        for key in LAYER_COUNT_KEYS:
-            if isinstance(model_config.get(key), int):
-                return model_config[key]
-    indices = [int(m.group(1)) for name in tensor_names if (m := LAYER.search(name))]
-    return max(indices, default=-1) + 1
 
 
 def plan_tensors(config: MergeConfig, refs: dict[str, int], tensor_names: list[str], layers: int) -> dict[str, TensorPlan]:

@@ -37,11 +37,12 @@ from contracts.models import MergeSpec
 from merger import exact
 from merger.errors import MergerError, MethodError, WeightsError
 from merger.exact import Scratch
+from merger.layers import group_ranges, layer_count, tensor_groups
 from merger.linear_kernels import _copy_chunks, linear_combination
 from merger.parameters import Parameter, Scope
 from merger.planned import TensorPlan, merge_planned
 from merger.pool import CheckpointPool
-from merger.segments import allocate_flat, flat_view
+from merger.segments import Segment, allocate_flat, flat_view
 
 MERGE_METHODS: dict[str, type["MergeMethod"]] = {}
 
@@ -70,8 +71,13 @@ def make_method(pool: CheckpointPool, spec: MergeSpec, parameters: Mapping[str, 
 class MergeMethod:
     """Base class: validate weights, then merge tensor by tensor into given outputs.
 
-    Subclasses implement `prepare` (weights -> whatever one merge needs, computed once)
-    and `merge_tensor` (fill one output tensor), and declare their `parameters`.
+    Subclasses implement `prepare` (one group's weights -> whatever its merge needs, computed
+    once) and `merge_tensor` (fill one output tensor), and declare their `parameters`.
+
+    Weights per layer group (spec.weights per layer_groups, K groups): a merge takes K x N
+    weights, group-major, and merges each tensor with its group's (merger.layers); `plan`,
+    `prepare` and `check_group` read one group's N weights, `check_weights` and `merge_into`
+    all of them. With one group (per model) the two are the same.
     """
 
     name: ClassVar[str]
@@ -95,6 +101,16 @@ class MergeMethod:
         self.scratch = Scratch()
         self.values = self._check_parameters(dict(parameters or {}))
         self.generator: torch.Generator | None = None  # random methods: None draws from torch's global RNG
+        self.n_groups = spec.weights.n_groups
+        self.group_of: dict[str, int] = {}  # tensor -> layer group (empty: one group)
+        if self.n_groups > 1:
+            layers = layer_count(pool.config_dir, pool.tensor_names)
+            if self.n_groups > layers:
+                raise MethodError(f"weights in {self.n_groups} layer groups, but the models of pool "
+                                  f"{pool.spec.name!r} have {layers} layer(s)")
+            self.group_of = tensor_groups(pool.tensor_names, layers, self.n_groups)
+        # Per pool segment: its runs of tensors of one group, as (group, first, end) element ranges.
+        self._runs = [self._group_runs(segment) for segment in pool.segments]
 
     def _check_parameters(self, given: dict[str, Any]) -> dict[str, Any]:
         """Each settable parameter's value: a scalar, or for per-input ones a list (one per checkpoint)."""
@@ -127,9 +143,9 @@ class MergeMethod:
         return pool_dtype if self.spec.accumulate == "pool" else torch.float32
 
     def plan(self, weights: Sequence[float]) -> TensorPlan:
-        """The merge of these weights as mergekit runs it (the same plan for every tensor):
-        what exports write and describe in their mergekit.yaml."""
-        w = self.check_weights(weights)
+        """The merge of one group's weights as mergekit runs it (the same plan for every tensor
+        of the group): what exports write and describe in their mergekit.yaml."""
+        w = self.check_group(weights)
         if self.spec.base is None:
             # Weights are already on the simplex when spec.normalize: mergekit must not divide again.
             return TensorPlan(tuple(range(len(w))), None, {"weight": tuple(w)}, {"normalize": False},
@@ -156,6 +172,33 @@ class MergeMethod:
         merge_planned(self.pool, plan, name, out, scratch, self.generator)
 
     def check_weights(self, weights: Sequence[float]) -> list[float]:
+        """`check_group` on each layer group's weights (K x N, group-major), concatenated."""
+        if self.n_groups == 1:
+            return self.check_group(weights)
+        return [x for g, w in enumerate(self.split(weights)) for x in self._check_in_group(w, g)]
+
+    def _check_in_group(self, w: list, group: int) -> list[float]:
+        try:
+            return self.check_group(w)
+        except WeightsError as error:
+            raise WeightsError(f"layer group {group}: {error}") from None
+
+    def split(self, weights: Sequence[float]) -> list[list[float]]:
+        """Weights cut into their layer groups (one list of N per group), not checked otherwise."""
+        w, n = list(weights), len(self.pool)
+        if self.n_groups == 1:
+            return [w]
+        if len(w) != n * self.n_groups:
+            raise WeightsError(f"got {len(w)} weights for {self.n_groups} layer groups x the {n} checkpoints "
+                               f"of pool {self.pool.spec.name!r}: {n * self.n_groups} expected")
+        return [w[g * n:(g + 1) * n] for g in range(self.n_groups)]
+
+    def layer_ranges(self) -> list[tuple[int, int]]:
+        """[start, end) layers of each group (one group: every layer)."""
+        layers = layer_count(self.pool.config_dir, self.pool.tensor_names)
+        return group_ranges(layers, self.n_groups) if self.n_groups > 1 else [(0, layers)]
+
+    def check_group(self, weights: Sequence[float]) -> list[float]:
         """One finite weight per checkpoint; on the simplex (clipped, renormalized) when spec.normalize."""
         names = self.pool.names
         try:
@@ -183,28 +226,47 @@ class MergeMethod:
     def merge_tensor(self, prepared: Any, name: str, out: torch.Tensor, scratch: Scratch) -> None:
         raise NotImplementedError
 
-    def merge_segment(self, prepared: Any, number: int, out: torch.Tensor, scratch: Scratch) -> bool:
-        """Fill the flat output of pool segment `number` at once; False: this method merges
-        tensor by tensor (only elementwise methods can treat a segment as one tensor)."""
+    def merge_segment(self, prepared: Any, number: int, out: torch.Tensor, scratch: Scratch,
+                      start: int = 0, end: int | None = None) -> bool:
+        """Fill the flat output of elements [start, end) of pool segment `number` at once; False:
+        this method merges tensor by tensor (only elementwise methods can treat a segment as one tensor)."""
         return False
+
+    def _group_runs(self, segment: Segment) -> list[tuple[int, int, int, tuple[str, ...]]]:
+        """(group, first element, end element, names) of each run of the segment's tensors in one group."""
+        runs: list[tuple[int, int, int, tuple[str, ...]]] = []
+        ends = segment.offsets[1:] + (segment.numel,)
+        for name, first, end in zip(segment.names, segment.offsets, ends):
+            group = self.group_of.get(name, 0)
+            if runs and runs[-1][0] == group:
+                runs[-1] = (group, runs[-1][1], end, runs[-1][3] + (name,))
+            else:
+                runs.append((group, first, end, (name,)))
+        return runs
 
     def merge_into(self, weights: Sequence[float], out: Mapping[str, torch.Tensor], scratch: Scratch | None = None) -> None:
         """Merge every pool tensor into `out[name]` in place (extra entries of `out` are ignored).
 
         Where `out` lays a segment's tensors out like the pool does (merger.segments), the
-        segment is merged as one tensor: one kernel call instead of one per tensor."""
-        prepared = self.prepare(weights)
+        segment is merged as one tensor: one kernel call instead of one per tensor (per layer
+        group: one per run of the segment's tensors in one group)."""
+        prepared = [self.prepare(w) for w in self.split(weights)]  # prepare checks each group
         check_outputs(self.pool, out)
         scratch = scratch if scratch is not None else self.scratch
         with torch.no_grad():  # outputs may be a live model's parameters
             merged: set[str] = set()
             for number, segment in enumerate(self.pool.segments):
                 flat = flat_view(out, segment)
-                if flat is not None and self.merge_segment(prepared, number, flat, scratch):
-                    merged.update(segment.names)
+                if flat is None:
+                    continue
+                for group, first, end, names in self._runs[number]:
+                    whole = first == 0 and end == segment.numel
+                    piece = flat if whole else flat[first:end]
+                    if self.merge_segment(prepared[group], number, piece, scratch, first, end):
+                        merged.update(names)
             for name in self.pool.tensor_names:
                 if name not in merged:
-                    self.merge_tensor(prepared, name, out[name], scratch)
+                    self.merge_tensor(prepared[self.group_of.get(name, 0)], name, out[name], scratch)
 
 
 @register_method("linear")
@@ -234,14 +296,15 @@ class Linear(MergeMethod):
     def mergekit_name(self) -> str:
         return "linear" if self.base_index is None else "task_arithmetic"
 
-    def check_weights(self, weights: Sequence[float]) -> list[float]:
-        w = super().check_weights(weights)
+    def check_group(self, weights: Sequence[float]) -> list[float]:
+        w = super().check_group(weights)
         if self.base_index is not None:
             w[self.base_index] = 0.0
         return w
 
     def coefficients(self, weights: Sequence[float]) -> list[float]:
-        c = self.check_weights(weights)
+        """One group's coefficients (the base's: 1 minus the others')."""
+        c = self.check_group(weights)
         if self.base_index is not None:
             c[self.base_index] = 1.0 - sum(c)
         return c
@@ -259,8 +322,11 @@ class Linear(MergeMethod):
         sources = [(pool.tensor(i, name), c) for i, c in prepared]
         linear_combination(out, sources, scratch, accumulate_fp32=self.spec.accumulate == "float32")
 
-    def merge_segment(self, prepared: list[tuple[int, float]], number: int, out: torch.Tensor, scratch: Scratch) -> bool:
-        sources = [(self.pool.segment(i, number), c) for i, c in prepared]
+    def merge_segment(self, prepared: list[tuple[int, float]], number: int, out: torch.Tensor, scratch: Scratch,
+                      start: int = 0, end: int | None = None) -> bool:
+        whole = start == 0 and end in (None, self.pool.segments[number].numel)
+        sources = [(self.pool.segment(i, number) if whole else self.pool.segment(i, number)[start:end], c)
+                   for i, c in prepared]
         linear_combination(out, sources, scratch, accumulate_fp32=self.spec.accumulate == "float32")
         return True
 

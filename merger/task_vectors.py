@@ -45,8 +45,8 @@ class TaskVectorMethod(MergeMethod):
     needs_base = True
     kind = exact.TASK_ARITHMETIC
 
-    def check_weights(self, weights: Sequence[float]) -> list[float]:
-        w = super().check_weights(weights)
+    def check_group(self, weights: Sequence[float]) -> list[float]:
+        w = super().check_group(weights)
         w[self.pool.names.index(self.spec.base)] = 0.0  # the base's own weight is not read
         return w
 
