@@ -5,7 +5,8 @@ One expression serves both merge modes. A single is one-hot (weight 1 on that
 checkpoint: the checkpoint itself, also under task arithmetic); under task
 arithmetic the base's single is all zeros (base + nothing: the base model). The
 uniform soup is 1/m on each of the m searched checkpoints: their plain average
-in both modes.
+in both modes. With weights per layer group every baseline has the same weights in
+each group: it is the merge of the whole model the paper evaluates.
 
 A shrunk single moves a checkpoint towards the uniform soup. On the simplex that
 mixes the soup in, (1 - s) * single + s * uniform, which also takes away part of the
@@ -29,19 +30,18 @@ def fixed_baselines(space: WeightSpace, shrink: float = 0.0) -> list[tuple[Sourc
     each searched checkpoint moved `shrink` towards the uniform soup."""
     baselines = []
     for i, name in enumerate(space.names):
-        weights = [0.0] * len(space.names)
-        if name != space.base:
-            weights[i] = 1.0
-        baselines.append((Source(kind="single", checkpoint=name), tuple(weights)))
-    if space.dim > 1:  # with one searched checkpoint the uniform soup is its single
-        uniform = 1.0 / space.dim
-        baselines.append((Source(kind="uniform"), space.to_pool([uniform] * space.dim)))
+        # One-hot on the checkpoint (the base: all zeros), the same in every layer group.
+        weights = [1.0 if space.searched[j] == i else 0.0 for j in range(space.block)]
+        baselines.append((Source(kind="single", checkpoint=name), space.everywhere(weights)))
+    if space.block > 1:  # with one searched checkpoint the uniform soup is its single
+        uniform = 1.0 / space.block
+        baselines.append((Source(kind="uniform"), space.everywhere([uniform] * space.block)))
         if shrink > 0:
             added = shrink * uniform  # each other checkpoint's weight
             own = 1.0 - shrink + added if space.normalize else 1.0  # task arithmetic: keep it whole
             for j, i in enumerate(space.searched):
-                weights = [own if k == j else added for k in range(space.dim)]
-                baselines.append((Source(kind="shrunk", checkpoint=space.names[i]), space.to_pool(weights)))
+                weights = [own if k == j else added for k in range(space.block)]
+                baselines.append((Source(kind="shrunk", checkpoint=space.names[i]), space.everywhere(weights)))
     return baselines
 
 

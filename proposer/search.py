@@ -62,7 +62,8 @@ class SearchDriver:
         self.objectives = spec.objectives
         self.space = WeightSpace(spec)
         self.strategy = strategy or make_strategy(spec.strategy, self.space.dim, spec.seed, self.space.normalize,
-                                                  spec.max_weight, spec.algorithm.candidates, spec.surrogate)
+                                                  spec.max_weight, spec.algorithm.candidates, spec.surrogate,
+                                                  blocks=self.space.groups)
         self.sources = sources_for(spec, self.space, self.strategy)
         self.n_anchors = n_anchor_trials(spec)
         self.normalization: Normalization | None = None

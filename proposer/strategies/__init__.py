@@ -13,14 +13,15 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 
 def make_strategy(name: str, n_weights: int, seed: int, normalize: bool, high: float = 1.0,
-                  candidates: int | None = None, surrogate: bool = False) -> Strategy:
+                  candidates: int | None = None, surrogate: bool = False, blocks: int = 1) -> Strategy:
     """`candidates`: draws per pre-screened ask (None: the strategy's default_candidates);
-    `surrogate`: the search's algorithm.surrogate, for strategies that use it themselves."""
+    `surrogate`: the search's algorithm.surrogate, for strategies that use it themselves;
+    `blocks`: layer groups, each a block of n_weights / blocks weights (WeightSpace)."""
     try:
         cls = STRATEGIES[name]
     except KeyError:
         raise ValueError(f"unknown strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}") from None
-    return cls(n_weights, seed, normalize, high, candidates, surrogate)
+    return cls(n_weights, seed, normalize, high, candidates, surrogate, blocks)
 
 
 __all__ = ["STRATEGIES", "CMAESStrategy", "RandomStrategy", "Strategy", "TPEStrategy", "make_strategy"]

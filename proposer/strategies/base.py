@@ -37,14 +37,20 @@ class Strategy(ABC):
     ranks_population: ClassVar[bool] = False
 
     def __init__(self, n_weights: int, seed: int, normalize: bool, high: float = 1.0, candidates: int | None = None,
-                 surrogate: bool = False):
-        if n_weights < (2 if normalize else 1):
-            raise ValueError(f"nothing to search with {n_weights} weight(s)")
+                 surrogate: bool = False, blocks: int = 1):
+        if blocks < 1 or n_weights % blocks:
+            raise ValueError(f"{n_weights} weights do not split into {blocks} blocks")
+        if n_weights // blocks < (2 if normalize else 1):
+            raise ValueError(f"nothing to search with {n_weights // blocks} weight(s)")
         if normalize and high != 1.0:
             raise ValueError("weights on the simplex have no upper bound to set")
         if not 1.0 <= high <= 4.0:  # the singles (weight 1) must lie in the searched box
             raise ValueError(f"the upper bound of the weights must be in [1, 4], got {high}")
         self.n_weights = n_weights
+        # Weights per layer group (merge.weights): `blocks` blocks of `block` weights, group-major.
+        # On the simplex each block is on its own simplex: the strategies map coordinates block by block.
+        self.blocks = blocks
+        self.block = n_weights // blocks
         self.seed = seed
         # True: weights on the simplex. False: each weight in [0, high] (task arithmetic).
         # The strategies search the weights themselves, not a rescaling of them, so the
@@ -55,6 +61,12 @@ class Strategy(ABC):
         self.surrogate = surrogate  # the search's algorithm.surrogate (see ranks_population)
         self.proposed: dict[int, Weights] = {}  # trial number -> the weights it evaluates
         self.told: dict[int, tuple[Weights, float | None]] = {}  # trial number -> (weights, loss)
+
+    def per_block(self, coords: Sequence[float], to_weights) -> Weights:
+        """Weights of coordinates made of `blocks` equal blocks, each mapped by `to_weights`."""
+        coords = list(coords)
+        size = len(coords) // self.blocks
+        return tuple(float(v) for b in range(self.blocks) for v in to_weights(coords[b * size:(b + 1) * size]))
 
     @abstractmethod
     def sample(self, number: int, n: int = 1) -> list[Weights]:

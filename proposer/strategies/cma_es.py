@@ -65,13 +65,13 @@ class CMAESStrategy(Strategy):
     ranks_population = True  # uses the surrogate itself: the driver does not pre-screen it
 
     def __init__(self, n_weights: int, seed: int, normalize: bool, high: float = 1.0, candidates: int | None = None,
-                 surrogate: bool = False):
-        super().__init__(n_weights, seed, normalize, high, candidates, surrogate)
+                 surrogate: bool = False, blocks: int = 1):
+        super().__init__(n_weights, seed, normalize, high, candidates, surrogate, blocks)
         if normalize:
-            dim = n_weights - 1
+            dim = n_weights - blocks  # n - 1 isometric log-ratios per block (layer group)
             self._cma = CMA(mean=np.zeros(dim), sigma=SIGMA, bounds=np.tile([-ILR_BOUND, ILR_BOUND], (dim, 1)), seed=seed)
         else:
-            start = 1.0 / n_weights  # the uniform soup; the step scales with the box
+            start = 1.0 / self.block  # the uniform soup; the step scales with the box
             self._cma = CMA(mean=np.full(n_weights, start), sigma=high * start / 2,
                             bounds=np.tile([0.0, high], (n_weights, 1)), seed=seed)
         self._use_model = surrogate and n_weights <= MAX_WEIGHTS
@@ -209,4 +209,4 @@ class CMAESStrategy(Strategy):
                              "(different seed or strategy version)")
 
     def _weights(self, x: np.ndarray) -> Weights:
-        return simplex.from_ilr(x) if self.normalize else tuple(float(v) for v in x)
+        return self.per_block(x, simplex.from_ilr) if self.normalize else tuple(float(v) for v in x)

@@ -8,7 +8,8 @@ from proposer.strategies.base import Strategy, Weights, derived_seed
 
 
 class RandomStrategy(Strategy):
-    """Dirichlet(1) (uniform on the simplex), or uniform in [0, high]^n when unnormalized.
+    """Dirichlet(1) (uniform on the simplex; per layer group, one per block), or uniform in
+    [0, high]^n when unnormalized.
 
     Each (trial number, candidate) gets its own seeded generator, so proposals ignore
     both the tells and the order of asks. Not pre-screened unless the search sets
@@ -25,7 +26,7 @@ class RandomStrategy(Strategy):
         keys = (number, candidate) if candidate else (number,)  # candidate 0: the plain ask
         rng = np.random.default_rng(derived_seed(self.seed, *keys))
         if self.normalize:
-            return tuple(float(v) for v in rng.dirichlet(np.ones(self.n_weights)))
+            return tuple(float(v) for _ in range(self.blocks) for v in rng.dirichlet(np.ones(self.block)))
         return tuple(float(v) for v in rng.uniform(0.0, self.high, self.n_weights))
 
     def _tell(self, number: int, weights: Weights, loss: float | None) -> None:

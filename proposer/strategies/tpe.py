@@ -58,9 +58,10 @@ class TPEStrategy(Strategy):
     window_recent = 150
 
     def __init__(self, n_weights: int, seed: int, normalize: bool, high: float = 1.0, candidates: int | None = None,
-                 surrogate: bool = False):
-        super().__init__(n_weights, seed, normalize, high, candidates, surrogate)
-        self._labels = [f"u{i}" for i in range(n_weights - 1 if normalize else n_weights)]
+                 surrogate: bool = False, blocks: int = 1):
+        super().__init__(n_weights, seed, normalize, high, candidates, surrogate, blocks)
+        # On the simplex n - 1 sticks per block (layer group).
+        self._labels = [f"u{i}" for i in range(n_weights - blocks if normalize else n_weights)]
         space = {label: hp.uniform(label, 0.0, high) for label in self._labels}
         self._domain = Domain(lambda _: 0.0, space)  # never called: results come from tell
         # Random startup until this many documents exist; small budgets can't wait for 20.
@@ -114,7 +115,7 @@ class TPEStrategy(Strategy):
 
     def _weights(self, coords) -> Weights:
         coords = [float(c) for c in coords]
-        return simplex.from_sticks(coords) if self.normalize else tuple(coords)
+        return self.per_block(coords, simplex.from_sticks) if self.normalize else tuple(coords)
 
     def _tell(self, number: int, weights: Weights, loss: float | None) -> None:
         doc = self._docs.get(number) or self._insert(number, weights)
@@ -140,7 +141,7 @@ class TPEStrategy(Strategy):
 
     def _insert(self, number: int, weights: Weights) -> dict:
         """A pending document whose values are these weights."""
-        vals = simplex.to_sticks(weights) if self.normalize else np.clip(weights, 0.0, self.high)
+        vals = self.per_block(weights, simplex.to_sticks) if self.normalize else np.clip(weights, 0.0, self.high)
         misc = {
             "tid": number,
             "cmd": self._domain.cmd,
