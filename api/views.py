@@ -60,6 +60,8 @@ def search_view(store, search_id: str, spec, stale_after_s: float = LEASE_TTL_S)
         "status": status,
         "pool": spec.pool.name,
         "checkpoints": spec.pool.names,
+        # Weights per layer group: a trial's weights are this many x the checkpoints, group-major.
+        "weight_groups": spec.merge.weights.n_groups,
         "strategy": spec.strategy,
         "budget": spec.budget,
         "concurrency": spec.concurrency,

@@ -9,7 +9,7 @@ from api.services import InputError, Services
 from contracts import PoolSpec, SearchSpec, TrialResult
 from evaluator.data import TaskDataError
 from evaluator.tasks import make_task
-from merger import CheckpointPool, ExportExistsError, PoolError, WeightsError, export_trial, within_roots
+from merger import CheckpointPool, ExportExistsError, PoolError, WeightsError, export_trial, make_method, within_roots
 
 
 def usable_path(what: str, path: str) -> None:
@@ -52,10 +52,11 @@ def make_services(settings) -> Services:
                 raise InputError(f"task {task.name!r}: {task.path} is outside the allowed roots")
         pool = CheckpointPool.open(spec.pool, allowed_roots=roots)
         try:
+            make_method(pool, spec.merge)  # the merge is possible on this pool (e.g. no more layer groups than layers)
             tokenizer = AutoTokenizer.from_pretrained(pool.config_dir)
             for task in spec.tasks:
                 make_task(task, tokenizer, max_positions=task.seq_len)
-        except (TaskDataError, OSError, ValueError) as error:
+        except (TaskDataError, OSError, ValueError) as error:  # ValueError: the merger's errors too
             raise InputError(str(error)) from None
         finally:
             pool.close()

@@ -26,6 +26,29 @@ export function sortRows(rows, columns, sort) {
   return rows.slice().sort((a, b) => missingLast(column.value(a), column.value(b), sort.dir) || a.proposal.number - b.proposal.number);
 }
 
+// Weights per layer group (view.weight_groups > 1): K x N values, group-major. Shown per checkpoint
+// as the mean over the groups, labelled so; the CSV keeps every value.
+function groupsOf(view) {
+  return view.weight_groups || 1;
+}
+
+export function checkpointWeights(weights, view) {
+  const n = view.checkpoints.length;
+  const groups = groupsOf(view);
+  if (groups === 1) return weights;
+  return view.checkpoints.map((_, k) => {
+    let sum = 0;
+    for (let g = 0; g < groups; g += 1) sum += weights[g * n + k];
+    return sum / groups;
+  });
+}
+
+function weightColumns(view) {
+  const groups = groupsOf(view);
+  if (groups === 1) return view.checkpoints.map((c) => `weight:${c}`);
+  return Array.from({ length: groups }, (_, g) => view.checkpoints.map((c) => `weight:group${g}:${c}`)).flat();
+}
+
 function weightsBar(weights, names) {
   const total = weights.reduce((s, w) => s + Math.abs(w), 0) || 1;
   const bar = el("div", { class: "weights", title: names.map((n, k) => `${n}: ${weights[k].toFixed(3)}`).join("\n") });
@@ -59,7 +82,7 @@ export function renderTable(table, { rows, columns, sort, view, front, selectedI
       ...view.objectives.map((o) => el("td", { class: "num" }, fixed(t.scores[o.name]))),
       el("td", { class: "num" }, fixed(t.macro_average)),
       el("td", { class: "num" }, fixed(t.report_macro_average)),
-      el("td", { class: "weights-col" }, weightsBar(t.proposal.weights, view.checkpoints)));
+      el("td", { class: "weights-col" }, weightsBar(checkpointWeights(t.proposal.weights, view), view.checkpoints)));
     row.addEventListener("click", () => onPick(id));
     return row;
   }));
@@ -81,7 +104,8 @@ export function renderSelected(holder, t, { view, front, followsBest }) {
     return;
   }
   const names = view.checkpoints;
-  const weights = t.proposal.weights;
+  const weights = checkpointWeights(t.proposal.weights, view);
+  const groups = groupsOf(view);
   const largest = Math.max(...weights.map(Math.abs), 1e-12);
   const used = weights.filter((w) => w > 0.01).length;
   const id = t.proposal.trial_id;
@@ -99,7 +123,9 @@ export function renderSelected(holder, t, { view, front, followsBest }) {
         el("tr", { class: "total" }, el("td", { title: view.macro_label }, "normalized macro ↓"), el("td", { class: "num" }, fixed(t.macro_average)),
           el("td", { class: "num" }, fixed(t.report_macro_average)))))
       : el("p", { class: "error" }, `failed: ${t.error}`),
-    el("p", { class: "small" }, `weights (${used} of ${names.length} checkpoints above 0.01)`),
+    el("p", { class: "small" }, groups > 1
+      ? `weights, mean over ${groups} layer groups (${used} of ${names.length} checkpoints above 0.01)`
+      : `weights (${used} of ${names.length} checkpoints above 0.01)`),
     el("div", { class: "weight-rows" }, ...names.map((n, k) => {
       const bar = el("span", { class: `fill${weights[k] < 0 ? " neg" : ""}` });
       bar.style.width = `${(100 * Math.abs(weights[k])) / largest}%`;
@@ -121,7 +147,7 @@ export function weightsLegend(holder, names) {
 export function trialsCsv(trials, view, front, drawnKind) {
   const tasks = view.objectives.map((o) => o.name);
   const header = ["number", "trial_id", "source", "kind", "status", "on_front", "macro_normalized", "held_out_macro_normalized",
-    ...tasks.map((t) => `search:${t}`), ...tasks.map((t) => `held_out:${t}`), ...view.checkpoints.map((c) => `weight:${c}`),
+    ...tasks.map((t) => `search:${t}`), ...tasks.map((t) => `held_out:${t}`), ...weightColumns(view),
     "worker", "merge_seconds", "total_seconds", "error"];
   const quote = (v) => (v === null || v === undefined ? "" : /[",\n\r]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
   const lines = trials.map((t) => [t.proposal.number, t.proposal.trial_id, t.source_text, drawnKind(t), t.status,
