@@ -25,7 +25,9 @@ def command_export(args) -> int:
         raise UsageError(f"trial {trial_id} failed ({result.error}); only successful trials can be exported")
     out = export_trial(search_id, spec, result, Path(args.out), allowed_roots=Settings().allowed_roots or None,
                        dtype=common.torch_dtype(args.dtype))
-    weights = " ".join(f"{n}={w:.3f}" for n, w in zip(spec.pool.names, result.proposal.weights) if abs(w) > 0.0005)
+    by_checkpoint = spec.merge.weights.by_checkpoint(spec.pool.names, result.proposal.weights)
+    weights = " ".join(f"{n}={'/'.join(f'{w:.3f}' for w in values)}" for n, values in by_checkpoint.items()
+                       if max(abs(w) for w in values) > 0.0005)  # per layer group: one value per group, first to last
     common.console.print(f"exported trial {trial_id} ({result.proposal.source}) to {out}: HF directory, mergekit.yaml, recycle.json")
     common.console.print(f"weights: {weights}")
     return 0

@@ -6,7 +6,6 @@ report split, as the paper does; single checkpoints and soups are the baselines.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
@@ -21,59 +20,26 @@ def is_single(result: TrialResult) -> bool:
     return result.proposal.source.kind == "single"
 
 
-def is_baseline(result: TrialResult) -> bool:
-    """A trial every search makes (singles, soups, shrunk singles), not the strategy's proposal."""
-    return result.proposal.source.is_baseline
-
-
 def macro(result: TrialResult, normalization: Normalization, split: str) -> float:
     """Normalized macro-average on that split (proposer.normalize; lower is better)."""
     return normalization.macro(getattr(result, split))
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """Held-out macro-averages (lower is better) of the baselines and the selected merge."""
-
-    best_single: TrialResult
-    uniform: TrialResult | None
-    greedy: TrialResult | None
-    # Best search-split macro-average among the strategy's own proposals (all non-single
-    # trials if it made none): the optimizer's pick, judged against the soups.
-    best_merge: TrialResult
-    normalization: Normalization
+def weights_text(result: TrialResult, spec: SearchSpec) -> str:
+    """Each checkpoint's weight; per layer group, its mean over the groups (the column title says so)."""
+    weights = spec.merge.weights.mean_by_checkpoint(spec.pool.names, result.proposal.weights)
+    return " ".join(f"{name}={w:.2f}" for name, w in weights.items() if abs(w) > 0.005)
 
 
-def compare(results: list[TrialResult], normalization: Normalization) -> Comparison | None:
-    """The baselines and the selected merge of one search; the singles need their held-out
-    scores (the best single is picked on the held-out split), the rest are picked on the search split."""
-    ok = [r for r in results if r.status is TrialStatus.ok]
-    singles = [r for r in ok if is_single(r) and r.report]
-    merges = [r for r in ok if not is_single(r)]
-    if not singles or not merges:
-        return None
-    optimized = [r for r in merges if not is_baseline(r)] or merges
-
-    def best(candidates, split):
-        return min(candidates, key=lambda r: macro(r, normalization, split)) if candidates else None
-
-    return Comparison(
-        best_single=best(singles, "report"),
-        uniform=best([r for r in ok if r.proposal.source.kind == "uniform"], "scores"),  # one per search
-        greedy=best([r for r in ok if r.proposal.source.kind == "greedy"], "scores"),
-        best_merge=best(optimized, "scores"),
-        normalization=normalization,
-    )
-
-
-def weights_text(result: TrialResult, names: list[str]) -> str:
-    return " ".join(f"{name}={w:.2f}" for name, w in zip(names, result.proposal.weights) if abs(w) > 0.005)
+def weights_title(spec: SearchSpec) -> str:
+    groups = spec.merge.weights.n_groups
+    return f"weights (mean of {groups} layer groups)" if groups > 1 else "weights"
 
 
 def print_front(results: list[TrialResult], spec: SearchSpec, console: Console | None = None) -> None:
     """The front and the baselines, raw scores per task, normalized macro-averages."""
     console = console or Console()
-    objectives, checkpoint_names = spec.objectives, spec.pool.names
+    objectives = spec.objectives
     normalization = normalization_of(spec, results)
     if normalization is None:
         console.print("no front yet: the single checkpoints, which set the scale, have not all been scored")
@@ -95,7 +61,7 @@ def print_front(results: list[TrialResult], spec: SearchSpec, console: Console |
         table.add_column(column, justify="right" if "macro" in column else "left")
     for objective in objectives:
         table.add_column(f"{objective.name} ({'↓' if objective.direction.sign > 0 else '↑'})", justify="right")
-    table.add_column("weights")
+    table.add_column(weights_title(spec))
     for result in sorted(shown.values(), key=lambda r: macro(r, normalization, "scores")):
         table.add_row(
             str(result.proposal.number),
@@ -104,7 +70,7 @@ def print_front(results: list[TrialResult], spec: SearchSpec, console: Console |
             f"{macro(result, normalization, 'scores'):.4f}",
             f"{macro(result, normalization, 'report'):.4f}" if result.report else "-",
             *[f"{getattr(result, split).get(o.name, float('nan')):.4f}" for o in objectives],
-            weights_text(result, checkpoint_names),
+            weights_text(result, spec),
         )
     console.print(table)
 
@@ -117,13 +83,13 @@ def print_verdict(verdict, spec: SearchSpec, console: Console | None = None) -> 
     left_out = [t.name for t in spec.left_out_tasks]
     table = Table(title="Held-out (report split): baselines and the merges selected on the search split")
     columns = ["", "trial", "norm. macro ↓", *[f"{o.name} {'↓' if o.direction.sign > 0 else '↑'}" for o in objectives],
-               *[f"{name} (left out)" for name in left_out], "weights > 0.01", "weights"]
+               *[f"{name} (left out)" for name in left_out], "weights > 0.01", weights_title(spec)]
     for column in columns:
-        table.add_column(column, justify="left" if column in ("", "trial", "weights") else "right")
+        table.add_column(column, justify="left" if column in ("", "trial", weights_title(spec)) else "right")
     for entry in verdict.entries:
         table.add_row(entry.label, f"{entry.result.proposal.number} {entry.result.proposal.source}",
                       f"{entry.held_out_macro:.4f}", *[f"{entry.held_out[name]:.4f}" for name in [o.name for o in objectives] + left_out],
-                      f"{entry.weights_used}/{len(names)}", weights_text(entry.result, names))
+                      f"{entry.weights_used}/{len(names)}", weights_text(entry.result, spec))
     console.print(table)
     groups = ", ".join(f"{task} {counts['search']}/{counts['report']}" for task, counts in verdict.groups.items())
     console.print(f"groups (independent sources) search/held-out per task: {groups}")

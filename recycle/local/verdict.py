@@ -2,8 +2,10 @@
 
 Everything is chosen on the search split and judged on the held-out report split,
 which no trial's choice ever saw:
-- the baselines: the best single checkpoint (picked on the held-out split itself: the
-  strongest rival a user could have picked), the uniform soup, the greedy soup;
+- the baselines: the best single checkpoint, the uniform soup, the greedy soup, each the
+  best of its kind on the search split. (Picking the best single on the held-out split
+  would hand it the winner's curse: of 17 noisy held-out scores the best is partly luck,
+  and the test would read that luck as the single's merit.)
 - each search's optimized merge: its own proposal with the best normalized macro-average
   on the search split;
 - for each single checkpoint, one rival chosen in advance: the front member that
@@ -35,7 +37,7 @@ class Entry:
     result: TrialResult
     held_out: dict[str, float]  # raw score per task (objectives and left-out tasks), report split
     held_out_macro: float  # normalized macro-average of the objectives, report split
-    weights_used: int  # checkpoints with weight > 0.01
+    weights_used: int  # checkpoints with weight > 0.01 (per layer group: in some group)
 
 
 @dataclass(frozen=True)
@@ -109,13 +111,15 @@ def held_out_verdict(runs: dict[str, tuple[SearchSpec, list[TrialResult]]], devi
     `progress(done, total)`, if given, hears of each held-out scoring. `scorer`: one to reuse
     (its held-out scores of the singles and soups serve every verdict on the pool)."""
     spec, first_results = next(iter(runs.values()))
+    if len({s.merge.weights for s, _ in runs.values()}) > 1:
+        raise ValueError("the runs have different weight layouts (merge.weights): judge each layout in its own verdict")
     scale = normalization_of(spec, first_results)
     if scale is None:
         return None
     every = [r for _, results in runs.values() for r in results if r.status is TrialStatus.ok]
     singles = _unique_singles(every)
     scorer = scorer or HeldOutScorer(spec, device)
-    picks = _baselines(first_results, singles, scale, scorer)
+    picks = _baselines(first_results, singles, scale)
     for label, (_, results) in runs.items():
         own = [r for r in results if r.status is TrialStatus.ok and not source_of(r).is_baseline]
         if own:
@@ -131,8 +135,9 @@ def held_out_verdict(runs: dict[str, tuple[SearchSpec, list[TrialResult]]], devi
     entries = []
     for label, result in picks.items():
         held_out = scorer.scores(result)
+        by_checkpoint = spec.merge.weights.by_checkpoint(spec.pool.names, result.proposal.weights)
         entries.append(Entry(label, result, held_out, scale.macro(held_out),
-                             sum(1 for w in result.proposal.weights if w > 0.01)))
+                             sum(1 for values in by_checkpoint.values() if max(values) > 0.01)))
     verdict = Verdict(entries=entries, normalization=scale, groups=scorer.group_counts())
 
     tests: list[tuple[str, str, str, Test]] = []  # (family part, merge or single, against what, test)
@@ -176,12 +181,12 @@ def _unique_singles(results: list[TrialResult]) -> dict[str, TrialResult]:
     return singles
 
 
-def _baselines(results, singles, scale, scorer) -> dict[str, TrialResult]:
-    """The best single (on the held-out split), the uniform soup, the greedy soup's best step."""
+def _baselines(results, singles, scale) -> dict[str, TrialResult]:
+    """The best single, the uniform soup, the greedy soup's best step: all on the search split."""
     ok = [r for r in results if r.status is TrialStatus.ok]
     picks: dict[str, TrialResult] = {}
     if singles:
-        picks["best single"] = min(singles.values(), key=lambda r: scale.macro(scorer.scores(r)))
+        picks["best single"] = min(singles.values(), key=lambda r: scale.macro(r.scores))
     for kind, label in (("uniform", "uniform soup"), ("greedy", "greedy soup")):
         candidates = [r for r in ok if source_of(r).kind == kind]
         if candidates:
