@@ -7,9 +7,9 @@ seeded order, results told on the normalized scale (proposer.normalize). Objecti
 tiny demo pool (`--pool`, built once into .cache/bench-search/). Budgets 32 and 64 come from
 one 64-trial run per seed: nothing a peer proposes depends on the budget (no dominance probes).
 
-Seeds. TUNING_SEEDS are those the shipped constants were tuned on (candidate counts,
-exploit_every, the exploit gate: earlier versions of this script, seeds 0-4); every figure
-reported here uses REPORT_SEEDS, disjoint from them.
+Seeds. TUNING_SEEDS (0-4) are those the shipped choices were made on (candidate counts, the
+surrogate's alpha selection and acquisition, dropping the exploit cadence: see TUNING in
+bench/search_report.py); every figure reported here uses REPORT_SEEDS, disjoint from them.
 
 Figures per (objective, peer, budget), JSON lines with mean and 95% bootstrap interval over seeds:
   hv_gain_vs_random   hypervolume gained over the fixed baselines' (normalized objectives,
@@ -20,7 +20,8 @@ Figures per (objective, peer, budget), JSON lines with mean and 95% bootstrap in
                       uniform soup to the best any peer found with that seed (median over the
                       seeds that reached it within the budget; reached: how many did)
   ask_ms_p50/p95      time of a proposal by the peer's strategy (baselines excluded)
-Then the default's ask latency once 1000 results are told (16 checkpoints; target 50 ms p95).
+Then the default's ask latency once 1000 results are told (16 checkpoints; target 50 ms p95),
+and the design figures of bench/search_design.py; bench/search_report.py writes the Markdown.
 
     python bench/search.py --quick                        # CI: synthetic, 3 seeds, 32 trials (~2 min)
     nice -n 10 python bench/search.py --pool --docs docs/results/search.md
@@ -35,12 +36,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 # Before numpy loads: the surrogate's SVDs are small, and OpenBLAS's thread pool on a busy
@@ -50,8 +49,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from search_design import simplex_coordinates, tpe_candidates  # noqa: E402
 from search_objectives import Synthetic, TinyPool  # noqa: E402
 from search_peers import PEERS, OptunaStrategy, Peer  # noqa: E402
+from search_report import write_docs  # noqa: E402
 
 from contracts import SearchSpec, TrialStatus  # noqa: E402
 from proposer import MemoryStore, ParetoArchive, SearchDriver, best_by_macro  # noqa: E402
@@ -206,86 +207,6 @@ def benchmark(objective, peers, seeds, budget: int, runs_path: Path, runs: list[
                   file=sys.stderr, flush=True)
 
 
-# Where the shipped constants come from: earlier versions of this script on TUNING_SEEDS (0-4), demo pool,
-# unnormalized macro-average, hypervolume gain as a ratio to random's. Kept as measured, not rerun.
-TUNING = ["## Tuning (seeds 0-4, earlier versions of this benchmark; not report figures)", "",
-          "- TPE candidates per pre-screened ask (`TPEStrategy.default_candidates`): 16 gave 1.23x random's "
-          "hypervolume gain at 32 and 64 trials; 64 gave 1.27x but a worse best macro-average at 32 trials.",
-          "- CMA-ES candidates (`CMAESStrategy.default_candidates`): 16 gave 1.16x / 1.20x at 32 / 64 trials, "
-          "64 gave 1.23x / 1.25x.",
-          "- `exploit_every`: ungated every 3rd ask 1.16x-1.18x with best macro-average 0.92-0.98 of the way from "
-          "the uniform soup to the best known; gated every 2nd ask 1.22x-1.25x with 0.87-0.91 of the way.",
-          "- Measured later (NOTES.md): random candidates with the same pre-screen matched the shipped TPE, and "
-          "fresh seeds 5-19 gave lower ratios than seeds 0-4: hence report seeds 100+ here.", ""]
-
-
-def targets(lines: list[dict]) -> list[str]:
-    """Issue 19's targets, checked on these figures: the default's hypervolume gain at least 1.2x
-    random's with an interval above 1, and at least every peer's; its held-out macro no worse."""
-    out = ["## Against the targets", ""]
-    for objective in dict.fromkeys(line["objective"] for line in lines):
-        for budget in sorted({line["budget"] for line in lines if line["objective"] == objective}):
-            rows = {line["strategy"]: line for line in lines if line["objective"] == objective and line["budget"] == budget}
-            if "default" not in rows:
-                continue
-            mine = rows["default"]
-            gain = mine["hv_gain_vs_random"]
-            beaten_on_gain = [p for p, r in rows.items() if r["hv_gain_vs_random"]["mean"] > gain["mean"]]
-            macro = mine["best_macro_heldout"]["mean"]
-            beaten_on_macro = [p for p, r in rows.items() if r["best_macro_heldout"]["mean"] < macro - 1e-12]
-            verdict = "meets" if gain["mean"] >= 1.2 and gain["lo"] > 1.0 else "misses"
-            out.append(f"- {objective}, {budget} trials: the default's gain {fmt(gain)} {verdict} the 1.2x target; "
-                       + (f"peers with a higher mean gain: {', '.join(beaten_on_gain)}; " if beaten_on_gain
-                          else "no peer has a higher mean gain; ")
-                       + (f"peers with a better held-out macro: {', '.join(beaten_on_macro)}."
-                          if beaten_on_macro else "no peer has a better held-out macro."))
-    return out + [""]
-
-
-def fmt(interval: dict, digits: int = 2) -> str:
-    return f"{interval['mean']:.{digits}f} [{interval['lo']:.{digits}f}, {interval['hi']:.{digits}f}]"
-
-
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-              if line.startswith("model name")] if cpuinfo.exists() else []
-    return f"{models[0] if models else platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
-def write_docs(path: Path, lines: list[dict], latency: dict | None, command: str) -> None:
-    out = ["# Search efficiency: recycle's search against its peers", "",
-           f"Generated by `{command}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()} "
-           "(shared with other work; timings are indicative). The runs themselves: "
-           "`nice -n 10 python bench/search.py --pool` (stored in .cache/bench-search/runs.jsonl, resumable).", "",
-           "What each figure means, the peers and the objectives: the docstrings of `bench/search.py`, "
-           "`bench/search_peers.py` and `bench/search_objectives.py`. Report seeds "
-           f"{REPORT_SEEDS.start}-{REPORT_SEEDS.stop - 1} (synthetic) and "
-           f"{POOL_REPORT_SEEDS.start}-{POOL_REPORT_SEEDS.stop - 1} (tiny pool); the shipped constants were tuned "
-           f"on seeds {TUNING_SEEDS.start}-{TUNING_SEEDS.stop - 1}, never used here. Intervals: 95% bootstrap over seeds.",
-           "", "hv gain vs random: ratio of mean hypervolume gains over the baselines (> 1: more than random search). "
-           "Held-out macro: normalized, lower is better.", ""]
-    for objective in dict.fromkeys(line["objective"] for line in lines):
-        for budget in sorted({line["budget"] for line in lines if line["objective"] == objective}):
-            rows = [line for line in lines if line["objective"] == objective and line["budget"] == budget]
-            out += [f"## {objective}, {budget} trials ({rows[0]['n_seeds']} seeds: {rows[0]['seeds']})", "",
-                    "| peer | hv gain vs random | best held-out macro | trials to 95% (reached) | ask ms p50 / p95 |",
-                    "|---|---|---|---|---|"]
-            for line in rows:
-                t = line["trials_to_95pct"]
-                ask = "–" if line["ask_ms_p50"] is None else f"{line['ask_ms_p50']:.1f} / {line['ask_ms_p95']:.1f}"
-                out.append(f"| {line['strategy']} | {fmt(line['hv_gain_vs_random'])} | "
-                           f"{fmt(line['best_macro_heldout'], 3)} | {t['median'] if t['median'] is not None else '–'} "
-                           f"({t['reached']}/{line['n_seeds']}) | {ask} |")
-            out.append("")
-    out += targets(lines) + TUNING
-    if latency:
-        out += ["## Ask latency", "", f"The default (TPE + surrogate), 16 checkpoints, after {latency['told']} told "
-                f"results: p50 {latency['ask_ms_p50']:.1f} ms, p95 {latency['ask_ms_p95']:.1f} ms "
-                f"(target {latency['target_ms']} ms).", ""]
-    path.write_text("\n".join(out))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="CI: synthetic only, 3 report seeds, 32 trials")
@@ -311,16 +232,19 @@ def main() -> None:
     lines = summarize(runs)
     for line in lines:
         print(json.dumps(line), flush=True)
-    latency_path = runs_path.with_name(runs_path.stem + "-latency.json")
+    extras_path = runs_path.with_name(runs_path.stem + "-extras.json")
     if args.summarize:
-        latency = json.loads(latency_path.read_text()) if latency_path.exists() else None
+        extras = json.loads(extras_path.read_text()) if extras_path.exists() else {}
     else:
-        latency = ask_latency(told=200 if args.quick else 1000)
-        latency_path.write_text(json.dumps(latency))
-    if latency:
-        print(json.dumps(latency), flush=True)
+        extras = {"latency": ask_latency(told=200 if args.quick else 1000),
+                  "design": {"simplex": simplex_coordinates(), "tpe": None if args.quick else tpe_candidates()}}
+        extras_path.write_text(json.dumps(extras))
+    for figure in [extras.get("latency"), *extras.get("design", {}).get("simplex", []), extras.get("design", {}).get("tpe")]:
+        if figure:
+            print(json.dumps(figure), flush=True)
     if args.docs:
-        write_docs(Path(args.docs), lines, latency, "python bench/search.py " + " ".join(sys.argv[1:]))
+        seeds = {"tuning": TUNING_SEEDS, "report": REPORT_SEEDS, "pool_report": POOL_REPORT_SEEDS}
+        write_docs(Path(args.docs), lines, extras, "python bench/search.py " + " ".join(sys.argv[1:]), seeds)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ PEERS = (
     Peer("tpe", {"strategy": "tpe", "surrogate": False}),
     Peer("cmaes", {"strategy": "cmaes", "surrogate": False}),
     Peer("default", {}),  # what a search gets with no algorithm options: TPE + surrogate
-    Peer("cmaes+surrogate", {"strategy": "cmaes", "surrogate": True}),
+    # CMA-ES with the surrogate the published way (lq-CMA-ES, proposer/strategies/cma_es.py).
+    Peer("lq-cmaes", {"strategy": "cmaes", "surrogate": True}),
     Peer("optuna-tpe", sampler="tpe"),
     Peer("optuna-nsga2", sampler="nsga2"),
     Peer("paper-cmaes", sampler="cmaes"),

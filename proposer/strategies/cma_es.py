@@ -32,11 +32,11 @@ happen as they did live.
 Coordinates. On the simplex: isometric log-ratios z in R^(n-1) (`simplex.from_ilr`), no
 checkpoint favoured, starting at z = 0 (the uniform soup) with sigma = pi / sqrt(6): the
 uniform distribution on the simplex (Dirichlet(1)) has isometric log-ratio covariance
-trigamma(1) I = (pi^2 / 6) I, so the first generation spreads like random search does
-(share of initial samples with > 0.01 on every checkpoint, 20000 draws: 9 checkpoints
-0.465 vs Dirichlet(1) 0.469; 17: 0.032 vs 0.050; the additive log-ratios with sigma 1 gave
-0.83 for 9 and favoured the last checkpoint). Unnormalized: x in [0, high]^n (bounds
-repair the samples), starting at 1/n each with a step of high/(2n).
+trigamma(1) I = (pi^2 / 6) I, so the first generation spreads like random search does: the
+share of initial samples with > 0.01 on every checkpoint is close to Dirichlet(1)'s, where
+the additive log-ratios softmax([z, 0]) with sigma 1 put it at 0.83 for 9 checkpoints and
+favoured the last one (bench/search_design.py; docs/results/search.md). Unnormalized:
+x in [0, high]^n (bounds repair the samples), starting at 1/n each with a step of high/(2n).
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ class CMAESStrategy(Strategy):
         self._returned: dict[int, float] = {}  # j -> loss, this generation's results so far
         self._data: list[tuple[Weights, float]] = []  # every ok result told, in tell order
         self._model: tuple[int, QuadraticSurrogate | None] = (-1, None)  # (data it was fitted to, model)
-        self._required = self._first_required()
+        # Members back before the next rank test (None: pycma's first count, from the data at the test).
+        self._required: int | None = None
         self.tau_history: list[tuple[int, float]] = []  # (generation, tau) of every rank test
         self._sampled: int | None = None  # the member the last `sample` offered
 
@@ -145,7 +146,7 @@ class CMAESStrategy(Strategy):
         self._returned[self._member_of[number][1]] = float(loss)
         if len(self._returned) == self.population_size:
             self._close([(self._members[j], f) for j, f in self._returned.items()])
-        elif self._use_model and len(self._returned) >= self._required:
+        elif self._use_model and len(self._returned) >= (self._required or self._first_required()):
             self._rank_test()
 
     def _rank_test(self) -> None:
@@ -157,7 +158,8 @@ class CMAESStrategy(Strategy):
             tau = float(value) if np.isfinite(value) else 0.0
         self.tau_history.append((self.generation, tau))
         if tau < TAU_THRESHOLD:
-            self._required += math.ceil(self._required / 2)
+            required = self._required or self._first_required()
+            self._required = required + math.ceil(required / 2)
             return
         population = [self._member(j) for j in range(self.population_size)]
         predicted = model.predict(np.array([self._weights(x) for x in population]))[:, 0]
@@ -167,10 +169,11 @@ class CMAESStrategy(Strategy):
     def _close(self, solutions: list[tuple[np.ndarray, float]]) -> None:
         self._cma.tell(solutions)
         self._members, self._taken, self._returned = {}, set(), {}
-        self._required = self._first_required()
+        self._required = None
 
     def _first_required(self) -> int:
         # pycma: evaluate at least 2% of the population, and enough for a model of 3 / 0.75 points.
+        # (pycma counts when the population is ranked; here when its first result is back.)
         return int(1 + max(0.02 * self.population_size, 4 - len(self._data)))
 
     def _fitted(self) -> QuadraticSurrogate | None:

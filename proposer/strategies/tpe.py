@@ -10,13 +10,18 @@ observations matters, not the order of the tells.
 startup, draws n points from TPE's density of good points, its favourite first, instead
 of keeping only the favourite; during the startup, and with n = 1, it is `tpe.suggest`.
 
-Hyperopt's public entry point, `tpe.suggest`, returns one point: the best of its own
-candidates by l(x)/g(x). Several candidates would take one `suggest` per candidate, each
-rebuilding the posterior from every document (16 x the ask cost), and would draw other
-points than the fixture of tests/proposer/test_same_proposals.py records. So `candidates`
-assembles them from the module-level functions `suggest` itself calls (`ap_split_trials`,
-`adaptive_parzen_normal`, `GMM1`, `GMM1_lpdf`), with suggest's own defaults read from its
-signature instead of hyperopt's private `_default_*` names.
+Why not hyperopt's public API alone. Its one public entry point, `tpe.suggest`, returns one
+point per call: per coordinate the best of its own `n_EI_candidates` draws by l(x)/g(x),
+the rest discarded; there is no public call for several draws of l(x). The public way to
+get 16 candidates is 16 `suggest` calls with 16 seeds: 16 favourites instead of 16 draws
+(less spread for the surrogate to choose from), each call rebuilding the posterior from
+every document: at 1000 told trials and 16 weights ~30x the cost of `candidates`, far over
+the proposer's 50 ms budget per ask (bench/search_design.py; docs/results/search.md). So `candidates` assembles
+them from the module-level functions `suggest` itself calls (`ap_split_trials`,
+`adaptive_parzen_normal`, `GMM1`, `GMM1_lpdf`: public names, not underscored, but not
+documented), with suggest's own defaults read from its signature instead of hyperopt's
+private `_default_*` names; pyproject pins hyperopt to the versions these were checked on.
+The plain ask (n = 1, no surrogate) is `tpe.suggest` itself.
 
 Coordinates: one uniform(0, high) per weight when unnormalized; on the simplex, the
 n-1 stick-breaking coordinates (see `simplex`). A document's values are always

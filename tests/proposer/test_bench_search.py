@@ -41,3 +41,25 @@ def test_peers_share_the_baselines_and_the_summary_has_every_key(monkeypatch):
         assert set(line["hv_gain_vs_random"]) == set(line["best_macro_heldout"]) == {"mean", "lo", "hi"}
         assert line["hv_gain_vs_random"]["lo"] <= line["hv_gain_vs_random"]["mean"] <= line["hv_gain_vs_random"]["hi"]
     assert all(line["hv_gain_vs_random"]["mean"] == 1.0 for line in lines if line["strategy"] == "random")
+
+
+def test_design_figures_show_the_isometric_log_ratios_unbiased_and_the_report_checks_the_targets(tmp_path):
+    from search_design import simplex_coordinates
+    from search_report import write_docs
+
+    rows = {(r["checkpoints"], r["coordinates"].split(",")[0]): r for r in simplex_coordinates(draws=4000)}
+    for n in (9, 17):
+        ilr, alr = rows[n, "isometric log-ratios"], rows[n, "additive log-ratios"]
+        assert ilr["mean_weight_max"] - ilr["mean_weight_min"] < 0.1 / n  # within sampling error of 1/n
+        assert alr["mean_weight_last"] < 0.8 / n  # the old coordinates starved the last checkpoint
+        assert ilr["dense_share"] < alr["dense_share"]
+    interval = {"mean": 1.25, "lo": 1.1, "hi": 1.4}
+    line = {"objective": "synthetic", "strategy": "default", "budget": 32, "seeds": "100-101", "n_seeds": 2,
+            "hv_gain_vs_random": interval, "best_macro_heldout": {"mean": 0.3, "lo": 0.2, "hi": 0.4},
+            "trials_to_95pct": {"median": None, "reached": 0}, "ask_ms_p50": 1.0, "ask_ms_p95": 2.0}
+    path = tmp_path / "search.md"
+    seeds = {"tuning": range(0, 5), "report": range(100, 102), "pool_report": range(100, 101)}
+    write_docs(path, [line, {**line, "strategy": "random", "hv_gain_vs_random": {"mean": 1.0, "lo": 1.0, "hi": 1.0}}],
+               {"design": {"simplex": list(rows.values()), "tpe": None}}, "python bench/search.py", seeds)
+    text = path.read_text()
+    assert "1.25 [1.10, 1.40] meets the 1.2x target" in text and "## Design figures" in text

@@ -160,3 +160,14 @@ def test_prescreened_strategies_beat_random_search_on_the_front(strategy, candid
 
 def test_random_search_ignores_the_surrogate():
     assert synthetic_search("random", 0, surrogate=True) == synthetic_search("random", 0, surrogate=False)
+
+
+def test_the_front_with_pending_points_is_the_non_dominated_set_of_both():
+    from proposer.prescreen import with_points
+
+    points = RNG.random((300, 3))
+    front, extra = points[non_dominated(points)], RNG.random((6, 3)) * 0.8
+    both = np.vstack([front, extra])
+    expected = both[non_dominated(both)]
+    got = with_points(front, extra)
+    assert sorted(map(tuple, got)) == sorted(map(tuple, expected))
