@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 # Names end up in Redis keys, file names and metric labels: keep them tame.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+# Weights one proposal carries at most: layer groups x checkpoints (a pool holds at most 256).
+MAX_PROPOSAL_WEIGHTS = 4096
 
 
 class Frozen(BaseModel):
@@ -339,4 +341,12 @@ class SearchSpec(SearchOptions):
     def _base_in_pool(self) -> "SearchSpec":
         if self.merge.base is not None and self.merge.base not in self.pool.names:
             raise ValueError(f"merge base {self.merge.base!r} is not a checkpoint of the pool")
+        return self
+
+    @model_validator(mode="after")
+    def _proposals_fit(self) -> "SearchSpec":
+        total = self.merge.weights.n_groups * len(self.pool.checkpoints)
+        if total > MAX_PROPOSAL_WEIGHTS:
+            raise ValueError(f"{self.merge.weights.n_groups} layer groups x {len(self.pool.checkpoints)} checkpoints = "
+                             f"{total} weights per proposal, more than {MAX_PROPOSAL_WEIGHTS}")
         return self

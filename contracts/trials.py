@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from contracts.models import NAME_PATTERN, Frozen
+from contracts.models import MAX_PROPOSAL_WEIGHTS, NAME_PATTERN, Frozen
 
 
 def _check_finite(values: tuple[float, ...] | dict[str, float], what: str):
@@ -67,7 +67,8 @@ class Proposal(Frozen):
     # Unique per search and stable: the idempotency key of the trial's result.
     trial_id: str = Field(min_length=1, max_length=160)
     number: int = Field(ge=0)
-    weights: tuple[float, ...] = Field(min_length=1, max_length=256)
+    # One per checkpoint, or per layer group one per checkpoint (MergeSpec.weights), group-major.
+    weights: tuple[float, ...] = Field(min_length=1, max_length=MAX_PROPOSAL_WEIGHTS)
     source: Source
 
     @field_validator("weights")

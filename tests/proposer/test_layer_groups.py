@@ -108,3 +108,16 @@ def test_the_quadratic_surrogate_is_fitted_up_to_max_weights_and_skipped_above()
     assert screen.surrogate is None and screen.pick([large[0][0], large[1][0]]) == 0
     cma = make_strategy("cmaes", 4 * n, seed=0, normalize=True, surrogate=True, blocks=4)
     assert not cma._use_model  # lq-CMA-ES without its model: plain CMA-ES
+
+
+def test_proposals_carry_up_to_max_proposal_weights_and_larger_layouts_are_refused():
+    from contracts.models import MAX_PROPOSAL_WEIGHTS
+
+    spec = make_spec(16, merge=MergeSpec(weights=WeightLayout(per="layer_groups", groups=24)), budget=20)
+    store = MemoryStore()
+    store.create_search("wide", spec)
+    proposals = SearchDriver("wide", spec, store).propose(20)  # 384 weights each, more than a pool's 256 checkpoints
+    assert len(proposals) == 20 and {len(p.weights) for p in proposals} == {24 * 16}
+    groups = MAX_PROPOSAL_WEIGHTS // 16 + 1
+    with pytest.raises(ValueError, match=f"{groups} layer groups x 16 checkpoints"):
+        make_spec(16, merge=MergeSpec(weights=WeightLayout(per="layer_groups", groups=groups)))
