@@ -1,0 +1,198 @@
+"""Weights per layer group vs one weight per checkpoint, judged held out (issue 20's target).
+
+On the recycling pool (recycle.demo.recycling_pool: 16 generalist checkpoints and their
+base, 4-layer GPT-2s; python, prose and a multiple-choice objective; decimal left out),
+the shipped default search (`recycle demo`'s: TPE, the surrogate pre-screen, dominance
+probes; recycle.commands.runs.demo_spec) runs three ways per search seed:
+- global-64, global-128: one weight per checkpoint (17 weights), 64 and 128 trials;
+- groups4-128: a weight vector per layer group (merge.weights per layer_groups, 4 groups
+  of one layer each, embeddings with group 0, final norm and head with group 3: 68
+  weights), 128 trials. The baselines, greedy soup and probes are whole-model merges (the
+  same weights in every group), so the grouped search starts where the global one does;
+  68 weights exceed proposer.surrogate.MAX_WEIGHTS (32), so its asks are TPE's own
+  favourites, not pre-screened (the global search's are).
+Each run's merge (its own proposal with the best normalized macro on the search split) is
+judged as bench/science.py judges it (recycle.local.verdict: paired cluster bootstrap over
+held-out groups, Holm over the run's comparisons) against the best single, the uniform and
+the greedy soup; then, per search seed, the grouped merge against both global merges and
+global-128 against global-64 on the held-out normalized macro, with the same paired
+bootstrap, Holm-corrected over every such comparison of the benchmark.
+
+Seeds: pool seed 0 and search seeds 200-202 are dev seeds (pool seed 0 is bench/science.py's
+dev pool): nothing was tuned on them, and no report seeds were run. Prints one JSON line
+per run and per comparison; --write also writes docs/results/layers.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import types
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from bench.science import COMPARISONS, MemoEvaluators, _pool, interval, machine  # noqa: E402
+from contracts import WeightLayout  # noqa: E402
+from recycle.commands.runs import demo_spec  # noqa: E402
+from recycle.local.heldout import HeldOutScorer  # noqa: E402
+from recycle.local.runtime import run_search  # noqa: E402
+from recycle.local.significance import decide, macro_test  # noqa: E402
+from recycle.local.verdict import BASELINES, held_out_verdict  # noqa: E402
+
+POOL_SEED, SEARCH_SEEDS = 0, (200, 201, 202)  # dev seeds (see the docstring)
+
+
+def configs(groups: int, small: int, large: int) -> dict[str, tuple[int, WeightLayout]]:
+    """Run label -> (budget, layout): the global search at both budgets, the grouped one at the larger."""
+    layout = WeightLayout(per="layer_groups", groups=groups)
+    return {f"global-{small}": (small, WeightLayout()), f"global-{large}": (large, WeightLayout()),
+            f"groups{groups}-{large}": (large, layout)}
+
+
+def pairs(labels: list[str]) -> list[tuple[str, str]]:
+    """(candidate, baseline) compared per search seed: the grouped run against each global one, and
+    the larger global budget against the smaller."""
+    small, large, grouped = labels
+    return [(grouped, small), (grouped, large), (large, small)]
+
+
+def one_run(label, spec, search_seed, evaluators, scorer, out_dir, resamples) -> tuple[dict, object, object]:
+    """(JSON line, the run's merge Entry, its verdict)."""
+    started = time.perf_counter()
+    search_id = f"layers-{label}-p{POOL_SEED}-s{search_seed}"
+    trials = out_dir / f"{search_id}.jsonl"
+    trials.unlink(missing_ok=True)
+    driver = run_search(spec, search_id, trials, workers=2, evaluators=evaluators)
+    results = driver.store.results(search_id)
+    verdict = held_out_verdict({label: (spec, results)}, resamples=resamples, scorer=scorer)
+    merge = verdict.merges[0]
+    by_baseline = verdict.comparisons[merge.label]
+    n, groups = len(spec.pool.names), spec.merge.weights.n_groups
+    per_group = np.reshape(merge.result.proposal.weights, (groups, n))
+    line = {
+        "run": label, "pool_seed": POOL_SEED, "search_seed": search_seed, "budget": spec.budget, "groups": groups,
+        "held_out_macro": merge.held_out_macro,
+        "search_macro": verdict.normalization.macro(merge.result.scores),
+        "merge_source": str(merge.result.proposal.source),
+        # How far apart the merge's group weight vectors are (0: a whole-model merge).
+        "group_spread": float(np.abs(per_group - per_group.mean(axis=0)).max()),
+        **{key: interval(by_baseline[name]) for key, name in COMPARISONS.items()},
+        "baselines_held_out_macro": {e.label: e.held_out_macro for e in verdict.entries if e.label in BASELINES},
+        "failed_trials": sum(r.status.value != "ok" for r in results),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return line, merge, verdict
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", default="demo", help="pool scale: demo (the benchmark) or test (a smoke run: 2 groups, the model has 2 layers)")
+    parser.add_argument("--quick", action="store_true", help="one search seed, 24 and 32 trials (a smoke run)")
+    parser.add_argument("--seeds", help="search seeds, comma separated (default 200,201,202)")
+    parser.add_argument("--out", type=Path, default=Path(".cache/bench-layers"))
+    parser.add_argument("--write", type=Path, help="also write the figures as Markdown (docs/results/layers.md)")
+    parser.add_argument("--from-lines", type=Path, help="write the Markdown from the JSON lines of an earlier run")
+    args = parser.parse_args(argv)
+    command = "python bench/layers.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.from_lines:
+        lines = [json.loads(x) for x in args.from_lines.read_text().splitlines() if x.strip()]
+        if args.write:
+            write_markdown(args.write, lines, command)
+        return 0
+    groups = 2 if args.scale == "test" else 4
+    small, large, resamples = (24, 32, 2_000) if args.quick else (64, 128, 10_000)
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else SEARCH_SEEDS[: 1 if args.quick else None]
+    args.out.mkdir(parents=True, exist_ok=True)
+    demo = _pool(args.scale, POOL_SEED, args.out)
+    options = types.SimpleNamespace(budget=small, workers=2, seed=0, merge="linear", max_weight=1.0)
+    base_spec = demo_spec(demo, "recycling", "tpe", options)
+    # One evaluator pool and held-out scorer per layout (a merge reads its layout's weights).
+    tools: dict[WeightLayout, tuple] = {}
+    lines, merges, scales = [], {}, {}
+    saved = args.out / "runs.jsonl"
+    runs = configs(groups, small, large)
+    for seed in seeds:
+        for label, (budget, layout) in runs.items():
+            spec = base_spec.model_copy(update={"seed": seed, "budget": budget,
+                                                "merge": {**base_spec.merge.model_dump(), "weights": layout.model_dump()}})
+            if layout not in tools:
+                tools[layout] = (MemoEvaluators(spec, "cpu"), HeldOutScorer(spec, "cpu"))
+            line, merge, verdict = one_run(label, spec, seed, *tools[layout], args.out, resamples)
+            merges[seed, label], scales[seed, label] = (merge, tools[layout][1]), verdict.normalization
+            emit(line, lines, saved)
+    tests, named = [], []
+    for seed in seeds:
+        for candidate, baseline in pairs(list(runs)):
+            (merge_c, scorer_c), (merge_b, scorer_b) = merges[seed, candidate], merges[seed, baseline]
+            scale = scales[seed, baseline]  # the singles set it: the same in every run on the pool
+            tasks = {o.name: w for o, w in zip(scale.objectives, scale.task_weights())}
+            tests.append(macro_test(f"{candidate} vs {baseline} (seed {seed})", scorer_b.items(merge_b.result, tasks),
+                                    scorer_c.items(merge_c.result, tasks), tasks, resamples))
+            named.append((seed, candidate, baseline))
+    for (seed, candidate, baseline), decision in zip(named, decide(tests)):
+        emit({"comparison": f"{candidate} vs {baseline}", "search_seed": seed, "pool_seed": POOL_SEED,
+              **interval(decision), "family_size": len(tests)}, lines, saved)
+    if args.write:
+        write_markdown(args.write, lines, command)
+    return 0
+
+
+def emit(line: dict, lines: list, saved: Path) -> None:
+    lines.append(line)
+    print(json.dumps(line), flush=True)
+    with saved.open("a") as out:  # for --from-lines
+        out.write(json.dumps(line) + "\n")
+
+
+def write_markdown(path: Path, lines: list[dict], command: str) -> None:
+    def cell(value) -> str:
+        mark = " ✓" if value["lo"] > 0 else (" ✗" if value["hi"] < 0 else "")
+        return f"{value['diff']:+.3f} [{value['lo']:+.3f}, {value['hi']:+.3f}]{mark}"
+
+    runs = [line for line in lines if "run" in line]
+    comparisons = [line for line in lines if "comparison" in line]
+    labels = list(dict.fromkeys(r["run"] for r in runs))
+    out = [
+        "# Layers: a weight vector per layer group vs one weight per checkpoint, held out", "",
+        f"Generated by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()} "
+        "(shared with other sessions: timings are indicative).",
+        f"Pool seed {POOL_SEED}, search seeds {sorted({r['search_seed'] for r in runs})}: dev seeds, nothing tuned on "
+        "them, no report seeds run. What is measured and why: the docstring of `bench/layers.py`.", "",
+        "Held-out normalized macro-average (lower is better; 1.0 = the spread of the single checkpoints on a task) of "
+        "each run's merge, and its difference to each baseline (positive: the merge is better) with the interval of "
+        "a paired bootstrap over held-out groups, Holm-corrected over the run's comparisons. ✓ above 0, ✗ below.", "",
+        "## Mean over search seeds", "",
+        "| run | trials | held-out macro (mean) | vs best single (mean) | vs uniform (mean) | vs greedy (mean) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label in labels:
+        mine = [r for r in runs if r["run"] == label]
+        mean = lambda key: sum(r[key]["diff"] for r in mine) / len(mine)  # noqa: E731
+        out.append(f"| {label} | {mine[0]['budget']} | {sum(r['held_out_macro'] for r in mine) / len(mine):.4f} | "
+                   f"{mean('vs_best_single'):+.3f} | {mean('vs_uniform'):+.3f} | {mean('vs_greedy'):+.3f} |")
+    out += ["", "## The grouped merge against the global ones, per search seed", "",
+            "Difference of held-out normalized macros (positive: the first is better), paired bootstrap over held-out "
+            f"groups, Holm-corrected over all {comparisons[0]['family_size'] if comparisons else 0} comparisons below.", "",
+            "| seed | comparison | difference [interval] | p (Holm) |", "|---|---|---|---|"]
+    for c in comparisons:
+        out.append(f"| {c['search_seed']} | {c['comparison']} | {cell(c)} | {c['p_holm']:.3f} |")
+    out += ["", "## Every run", "",
+            "| run | seed | held-out macro | search macro | merge | group spread | vs best single | vs uniform | vs greedy | s |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        out.append(f"| {r['run']} | {r['search_seed']} | {r['held_out_macro']:.4f} | {r['search_macro']:.4f} | "
+                   f"{r['merge_source']} | {r['group_spread']:.3f} | {cell(r['vs_best_single'])} | {cell(r['vs_uniform'])} | "
+                   f"{cell(r['vs_greedy'])} | {r['seconds']:.0f} |")
+    out += ["", "Group spread: the largest distance of a group's weight from the merge's mean over groups (0: the same "
+            "weights in every group, a whole-model merge)."]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
