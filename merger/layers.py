@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
+
+from merger.segments import Segment
 
 # The numbered block of a tensor name: model.layers.N. (Llama, Qwen, Mistral...), transformer.h.N. (GPT-2).
 LAYER = re.compile(r"(?:^|\.)(?:layers|h|layer|blocks)\.(\d+)\.")
@@ -67,3 +69,18 @@ def tensor_groups(tensor_names: Sequence[str], layers: int, groups: int) -> dict
         else:
             out[name] = by_layer[layer]
     return out
+
+
+def group_runs(segment: Segment, group_of: Mapping[str, int]) -> list[tuple[int, int, int, tuple[str, ...]]]:
+    """(group, first element, end element, names) of each run of a segment's tensors in one group
+    (a segment lists its tensors in file order: layers 1, 10, 11, 2... alternate groups). A tensor
+    missing from `group_of` is in group 0 (one group: the whole segment is one run)."""
+    runs: list[tuple[int, int, int, tuple[str, ...]]] = []
+    ends = segment.offsets[1:] + (segment.numel,)
+    for name, first, end in zip(segment.names, segment.offsets, ends):
+        group = group_of.get(name, 0)
+        if runs and runs[-1][0] == group:
+            runs[-1] = (group, runs[-1][1], end, runs[-1][3] + (name,))
+        else:
+            runs.append((group, first, end, (name,)))
+    return runs

@@ -37,12 +37,12 @@ from contracts.models import MergeSpec
 from merger import exact
 from merger.errors import MergerError, MethodError, WeightsError
 from merger.exact import Scratch
-from merger.layers import group_ranges, layer_count, tensor_groups
+from merger.layers import group_ranges, group_runs, layer_count, tensor_groups
 from merger.linear_kernels import _copy_chunks, linear_combination
 from merger.parameters import Parameter, Scope
 from merger.planned import TensorPlan, merge_planned
 from merger.pool import CheckpointPool
-from merger.segments import Segment, allocate_flat, flat_view
+from merger.segments import allocate_flat, flat_view
 
 MERGE_METHODS: dict[str, type["MergeMethod"]] = {}
 
@@ -110,7 +110,7 @@ class MergeMethod:
                                   f"{pool.spec.name!r} have {layers} layer(s)")
             self.group_of = tensor_groups(pool.tensor_names, layers, self.n_groups)
         # Per pool segment: its runs of tensors of one group, as (group, first, end) element ranges.
-        self._runs = [self._group_runs(segment) for segment in pool.segments]
+        self._runs = [group_runs(segment, self.group_of) for segment in pool.segments]
 
     def _check_parameters(self, given: dict[str, Any]) -> dict[str, Any]:
         """Each settable parameter's value: a scalar, or for per-input ones a list (one per checkpoint)."""
@@ -231,18 +231,6 @@ class MergeMethod:
         """Fill the flat output of elements [start, end) of pool segment `number` at once; False:
         this method merges tensor by tensor (only elementwise methods can treat a segment as one tensor)."""
         return False
-
-    def _group_runs(self, segment: Segment) -> list[tuple[int, int, int, tuple[str, ...]]]:
-        """(group, first element, end element, names) of each run of the segment's tensors in one group."""
-        runs: list[tuple[int, int, int, tuple[str, ...]]] = []
-        ends = segment.offsets[1:] + (segment.numel,)
-        for name, first, end in zip(segment.names, segment.offsets, ends):
-            group = self.group_of.get(name, 0)
-            if runs and runs[-1][0] == group:
-                runs[-1] = (group, runs[-1][1], end, runs[-1][3] + (name,))
-            else:
-                runs.append((group, first, end, (name,)))
-        return runs
 
     def merge_into(self, weights: Sequence[float], out: Mapping[str, torch.Tensor], scratch: Scratch | None = None) -> None:
         """Merge every pool tensor into `out[name]` in place (extra entries of `out` are ignored).

@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 from contracts.models import MergeSpec, WeightLayout
 from merger import CheckpointPool, MethodError, WeightsError, allocate_outputs, export_merge, make_method, fused
 from merger.config_merge import merge_config
-from merger.layers import group_ranges, tensor_groups
+from merger.layers import group_ranges, group_runs, tensor_groups
+from merger.segments import Segment
 from merger_fixtures import spec_of
 
 from mergekit_reference import VENV
@@ -43,6 +44,15 @@ def test_each_tensor_goes_to_its_layers_group_embeddings_first_head_last():
         "transformer.h.2.ln_1.bias": 0, "model.layers.11.self_attn.q_proj.weight": 3,
         "model.embed_tokens.weight": 0, "model.norm.weight": 3,
     }
+
+
+def test_a_segment_in_file_order_is_cut_into_runs_of_one_group():
+    names = ("h.0.w", "h.1.w", "h.10.w", "h.11.w", "h.2.w", "ln_f.w")
+    segment = Segment(names, torch.float32, (0, 4, 8, 12, 16, 20), 22)
+    groups = tensor_groups(names, 12, 2)  # layers 0-5, 6-11; ln_f with the last group
+    assert group_runs(segment, groups) == [(0, 0, 8, ("h.0.w", "h.1.w")), (1, 8, 16, ("h.10.w", "h.11.w")),
+                                           (0, 16, 20, ("h.2.w",)), (1, 20, 22, ("ln_f.w",))]
+    assert group_runs(segment, {}) == [(0, 0, 22, names)]
 
 
 def test_layout_validation_and_old_specs_load():
@@ -142,11 +152,21 @@ def test_export_writes_slices_that_recycle_merge_config_reproduces_bit_for_bit(g
 
 
 @pytest.mark.skipif(not (VENV / "bin" / "python").exists(), reason="mergekit reference venv (.cache/mergekit-venv) absent")
-def test_mergekit_reproduces_a_grouped_export(gpt2_dirs, tmp_path):
+def test_mergekit_reproduces_grouped_exports_bit_for_bit(gpt2_dirs, gpt2_bf16_dirs, tmp_path):
     from mergekit_reference import run_mergekit
 
-    with CheckpointPool.open(spec_of(gpt2_dirs)) as pool:
-        exported = export_merge(pool, grouped(2), [0.6, 0.3, 0.1, 0.1, 0.1, 0.8], tmp_path / "export")
-    run_mergekit([{"config": str(exported / "mergekit.yaml"), "out": str(tmp_path / "mk")}], tmp_path)
-    a, b = load_file(str(exported / "model.safetensors")), load_file(str(tmp_path / "mk" / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    cases = {
+        "linear": (gpt2_dirs, grouped(2), [0.6, 0.3, 0.1, 0.1, 0.1, 0.8]),
+        "task-arithmetic": (gpt2_dirs, grouped(2, normalize=False, base="c1"), [0.7, 0.0, 0.2, 0.1, 0.0, 1.3]),
+        "linear-bf16": (gpt2_bf16_dirs, grouped(2), [0.1, 0.2, 0.3, 0.4, 0.4, 0.3, 0.2, 0.1]),
+    }
+    jobs = []
+    for name, (dirs, spec, weights) in cases.items():
+        with CheckpointPool.open(spec_of(dirs)) as pool:
+            exported = export_merge(pool, spec, weights, tmp_path / name)
+        jobs.append({"config": str(exported / "mergekit.yaml"), "out": str(tmp_path / f"{name}-mergekit")})
+    run_mergekit(jobs, tmp_path)
+    for name in cases:
+        a = load_file(str(tmp_path / name / "model.safetensors"))
+        b = load_file(str(tmp_path / f"{name}-mergekit" / "model.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
