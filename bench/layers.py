@@ -18,6 +18,11 @@ the greedy soup; then, per search seed, the grouped merge against both global me
 global-128 against global-64 on the held-out normalized macro, with the same paired
 bootstrap, Holm-corrected over every such comparison of the benchmark.
 
+--merge-speed instead times the in-place merge a trial runs (MergeMethod.merge_into) on 4 bf16
+checkpoints of SmolLM2-135M's shape (bench/merge.py's random pool, 30 layers), one weight per
+checkpoint against 4 and 30 layer groups (a segment cut into runs of one group, one kernel
+call per run), best of 5, interleaved, one intra-op thread, in one process.
+
 Seeds: pool seed 0 and search seeds 200-202 are dev seeds (pool seed 0 is bench/science.py's
 dev pool): nothing was tuned on them, and no report seeds were run. Prints one JSON line
 per run and per comparison; --write also writes docs/results/layers.md.
@@ -97,12 +102,19 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path(".cache/bench-layers"))
     parser.add_argument("--write", type=Path, help="also write the figures as Markdown (docs/results/layers.md)")
     parser.add_argument("--from-lines", type=Path, help="write the Markdown from the JSON lines of an earlier run")
+    parser.add_argument("--merge-speed", action="store_true", help="time grouped vs global in-place merges instead")
     args = parser.parse_args(argv)
     command = "python bench/layers.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.from_lines:
         lines = [json.loads(x) for x in args.from_lines.read_text().splitlines() if x.strip()]
         if args.write:
             write_markdown(args.write, lines, command)
+        return 0
+    if args.merge_speed:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "merge-speed.jsonl").unlink(missing_ok=True)  # the latest figures only
+        for line in merge_speed(args.out, quick=args.scale == "test"):
+            emit(line, [], args.out / "merge-speed.jsonl")
         return 0
     groups = 2 if args.scale == "test" else 4
     small, large, resamples = (24, 32, 2_000) if args.quick else (64, 128, 10_000)
@@ -137,9 +149,47 @@ def main(argv=None) -> int:
     for (seed, candidate, baseline), decision in zip(named, decide(tests)):
         emit({"comparison": f"{candidate} vs {baseline}", "search_seed": seed, "pool_seed": POOL_SEED,
               **interval(decision), "family_size": len(tests)}, lines, saved)
-    if args.write:
-        write_markdown(args.write, lines, command)
+    if args.write:  # with the latest --merge-speed figures, when there are some
+        speeds = args.out / "merge-speed.jsonl"
+        latest = [json.loads(x) for x in speeds.read_text().splitlines()] if speeds.exists() else []
+        write_markdown(args.write, lines + [line for line in latest if "merge_speed" in line], command)
     return 0
+
+
+def merge_speed(cache: Path, quick: bool, repeats: int = 5) -> list[dict]:
+    """Seconds per in-place merge (best of `repeats`) by weight layout, on bench/merge.py's pool."""
+    import torch
+
+    from bench.merge import FULL, QUICK, build_pool, open_pool, warm_page_cache
+    from contracts import MergeSpec
+    from merger import allocate_outputs, make_method
+
+    shape = QUICK if quick else FULL
+    dirs = build_pool(cache / "merge-pool", shape, "bf16", 4)
+    warm_page_cache(dirs)
+    torch.set_num_threads(1)
+    pool = open_pool([str(d) for d in dirs])
+    out = allocate_outputs(pool)
+    layers = shape["num_hidden_layers"]
+    layouts = {"per model": WeightLayout(), **{f"{k} layer groups": WeightLayout(per="layer_groups", groups=k)
+                                               for k in sorted({min(4, layers), layers})}}
+    rng = np.random.default_rng(0)
+    methods = {name: make_method(pool, MergeSpec(weights=layout)) for name, layout in layouts.items()}
+    weights = {name: rng.dirichlet(np.ones(4), size=layout.n_groups).ravel().tolist() for name, layout in layouts.items()}
+    for name, method in methods.items():
+        method.merge_into(weights[name], out)  # compiles the fused kernel, touches the outputs
+    best = {name: float("inf") for name in methods}
+    for _ in range(repeats):
+        for name, method in methods.items():
+            started = time.perf_counter()
+            method.merge_into(weights[name], out)
+            best[name] = min(best[name], time.perf_counter() - started)
+    runs = {name: sum(len(r) for r in method._runs) for name, method in methods.items()}
+    pool.close()
+    model_bytes = sum(pool.shape(n).numel() * 2 for n in pool.tensor_names)
+    return [{"merge_speed": name, "seconds": best[name], "ratio_to_per_model": best[name] / best["per model"],
+             "segment_runs": runs[name], "checkpoints": 4, "dtype": "bf16", "layers": layers,
+             "gb_per_s": 5 * model_bytes / best[name] / 1e9, "threads": 1, "repeats": repeats} for name in methods]
 
 
 def emit(line: dict, lines: list, saved: Path) -> None:
@@ -154,6 +204,7 @@ def write_markdown(path: Path, lines: list[dict], command: str) -> None:
         mark = " ✓" if value["lo"] > 0 else (" ✗" if value["hi"] < 0 else "")
         return f"{value['diff']:+.3f} [{value['lo']:+.3f}, {value['hi']:+.3f}]{mark}"
 
+    speeds = [line for line in lines if "merge_speed" in line]
     runs = [line for line in lines if "run" in line]
     comparisons = [line for line in lines if "comparison" in line]
     labels = list(dict.fromkeys(r["run"] for r in runs))
@@ -190,6 +241,14 @@ def write_markdown(path: Path, lines: list[dict], command: str) -> None:
                    f"{cell(r['vs_greedy'])} | {r['seconds']:.0f} |")
     out += ["", "Group spread: the largest distance of a group's weight from the merge's mean over groups (0: the same "
             "weights in every group, a whole-model merge)."]
+    if speeds:
+        out += ["", "## The in-place merge per layout (`--merge-speed`)", "",
+                f"{speeds[0]['checkpoints']} {speeds[0]['dtype']} checkpoints of SmolLM2-135M's shape ({speeds[0]['layers']} "
+                f"layers), best of {speeds[0]['repeats']}, {speeds[0]['threads']} thread; GB/s counts the bytes read and written.", "",
+                "| weights | seconds | vs per model | segment runs | GB/s |", "|---|---|---|---|---|"]
+        for s in speeds:
+            out.append(f"| {s['merge_speed']} | {s['seconds']:.4f} | {s['ratio_to_per_model']:.2f}x | {s['segment_runs']} | "
+                       f"{s['gb_per_s']:.1f} |")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out) + "\n")
 

@@ -36,3 +36,16 @@ def test_quick_layers_bench_runs_both_layouts_and_compares_them(tmp_path):
                             "--write", str(tmp_path / "again.md")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (tmp_path / "again.md").read_text().split("\n")[4:] == (tmp_path / "layers.md").read_text().split("\n")[4:]
+
+
+def test_merge_speed_times_each_layout_and_the_markdown_shows_it(tmp_path):
+    run = [sys.executable, "bench/layers.py", "--merge-speed", "--scale", "test", "--out", str(tmp_path)]
+    out = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert [line["merge_speed"] for line in lines] == ["per model", "2 layer groups"]
+    assert lines[0]["segment_runs"] < lines[1]["segment_runs"] and all(line["seconds"] > 0 for line in lines)
+    again = subprocess.run([sys.executable, "bench/layers.py", "--from-lines", str(tmp_path / "merge-speed.jsonl"),
+                            "--write", str(tmp_path / "speed.md")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "| 2 layer groups |" in (tmp_path / "speed.md").read_text()
