@@ -159,22 +159,41 @@ class MultipleChoice(Task):
 
     @torch.inference_mode()
     def _per_item(self, model, split: str) -> tuple[np.ndarray, np.ndarray]:
-        correct = []
-        for sequences, starts, answer in self.items[split]:
-            width = max(len(s) for s in sequences)
-            ids = torch.zeros(len(sequences), width, dtype=torch.long)
-            attention = torch.zeros_like(ids)
-            for row, sequence in enumerate(sequences):
-                ids[row, : len(sequence)] = torch.tensor(sequence)
-                attention[row, : len(sequence)] = 1
-            ids, attention = ids.to(model.device), attention.to(model.device)
-            logprobs = model(input_ids=ids, attention_mask=attention).logits.float().log_softmax(-1)
-            totals = []
-            for row, (sequence, start) in enumerate(zip(sequences, starts)):
-                positions = torch.arange(start, len(sequence), device=ids.device)
-                totals.append(logprobs[row, positions - 1, ids[row, positions]].sum().item())
-            correct.append(float(max(range(len(totals)), key=totals.__getitem__) == answer))
+        items = self.items[split]
+        # Every choice of every question is one row; whole questions are packed into forwards
+        # of up to batch_size rows: few wide forwards instead of one narrow forward per question.
+        rows = [(q, sequence, start) for q, (sequences, starts, _) in enumerate(items) for sequence, start in zip(sequences, starts)]
+        totals = np.empty(len(rows))
+        first = 0
+        while first < len(rows):
+            last = first + max(self.spec.batch_size, 1)
+            while last < len(rows) and rows[last][0] == rows[last - 1][0]:  # keep a question's choices together
+                last += 1
+            totals[first:last] = self._continuation_logprobs(model, rows[first:last])
+            first = last
+        correct, row = [], 0
+        for sequences, _, answer in items:
+            scores = totals[row : row + len(sequences)]
+            correct.append(float(int(np.argmax(scores)) == answer))  # ties: the first choice, as max() did
+            row += len(sequences)
         return np.array(correct), np.ones(len(correct))
+
+    def _continuation_logprobs(self, model, rows) -> list[float]:
+        """Summed log-probability of each row's continuation (right-padded batch: padding follows
+        every real token, so under the causal mask it changes none of their logits)."""
+        width = max(len(sequence) for _, sequence, _ in rows)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        attention = torch.zeros_like(ids)
+        for i, (_, sequence, _) in enumerate(rows):
+            ids[i, : len(sequence)] = torch.tensor(sequence)
+            attention[i, : len(sequence)] = 1
+        ids, attention = ids.to(model.device), attention.to(model.device)
+        logprobs = model(input_ids=ids, attention_mask=attention).logits.float().log_softmax(-1)
+        totals = []
+        for i, (_, sequence, start) in enumerate(rows):
+            positions = torch.arange(start, len(sequence), device=ids.device)
+            totals.append(logprobs[i, positions - 1, ids[i, positions]].sum().item())
+        return totals
 
 
 def lm_eval_task(spec: TaskSpec, tokenizer, max_positions: int) -> Task:

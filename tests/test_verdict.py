@@ -34,6 +34,10 @@ def test_verdict_compares_each_search_s_merge_with_every_baseline(runs, verdict,
     spec, results = runs["tpe"]
     scale = normalization_of(spec, results)
     assert verdict.normalization == scale
+    # Every baseline is picked on the search split, the best single too (never on held-out data).
+    singles = [r for r in results if r.status is TrialStatus.ok and r.proposal.source.kind == "single"]
+    picked = verdict.entry("best single").result.proposal.source.checkpoint
+    assert picked == min(singles, key=lambda r: scale.macro(r.scores)).proposal.source.checkpoint
     objectives = {t.name for t in recycling_pool.tasks}
     kinds = {t.kind for t in recycling_pool.tasks}
     assert kinds == {"lm_loss", "multiple_choice"}  # mixed units, on one scale

@@ -10,7 +10,8 @@ run is saved at two stages. 4 mixtures x 2 learning rates x 2 stages = 16 checkp
 plus the base.
 
 Objectives: python and prose (lm_loss) and a multiple-choice task built from the C
-sources (`recycle.demo.questions`: which line comes next), so a search mixes units.
+sources (`recycle.demo.questions.word_swap_questions`: which line comes next, the true
+one or one with two words exchanged), so a search mixes units.
 The decimal domain is trained on but left out of the fitness (SearchSpec.left_out_tasks):
 the verdict reports it as generalization. Every task row carries its source as its
 group, so no source straddles the search and held-out splits.
@@ -30,7 +31,7 @@ from transformers import GPT2LMHeadModel
 from contracts import CheckpointRef, PoolSpec, TaskSpec
 from recycle.demo.finetune import BASE, BuildCache, build_once, code_digest, save_checkpoint, split_corpora, token_stream, train
 from recycle.demo import questions, tiny_pool
-from recycle.demo.questions import next_line_questions
+from recycle.demo.questions import word_swap_questions
 from recycle.demo.tiny_pool import SCALES, DemoPool, Scale, model_config, train_tokenizer
 
 OBJECTIVE_LM = ("python", "prose")
@@ -49,17 +50,19 @@ class Recipe:
     report_fraction: float  # of each task's groups (sources)
     eval_per_source: int  # evaluation documents per source: more sources, more independent units
     questions_per_document: int
-    mc_items: int  # search-split questions per trial (accuracy moves in steps of 1/mc_items)
+    mc_items: int  # questions per split, at most (accuracy moves in steps of 1/questions)
 
 
 RECIPES = {
     "test": Recipe(model=SCALES["test"], run_steps=8, stages=(4, 8), lrs=(1e-3, 3e-3), emphasis=4,
                    report_max_items=16, report_fraction=0.4, eval_per_source=2, questions_per_document=2, mc_items=16),
-    # Set before any search ran on it, from the build's cost (~6 min on 2 quiet cores) and the
-    # sources each domain has (prose: 79 topics); never tuned on search or held-out figures.
+    # Set before any search ran on it, from the build's cost (287 s on one thread of a quiet 2-core
+    # machine, 2026-12-06) and the sources each domain has (prose: 79 topics). questions_per_document
+    # and the word-swap questions were chosen on the dev pool (seed 0) from the singles' accuracies
+    # alone (their spread against the binomial error), before any search on them.
     "demo": Recipe(model=replace(SCALES["demo"], eval_docs=80, max_items=32, eval_batch=32), run_steps=120,
                    stages=(60, 120), lrs=(1e-3, 3e-3), emphasis=7, report_max_items=96, report_fraction=0.4,
-                   eval_per_source=2, questions_per_document=2, mc_items=96),
+                   eval_per_source=2, questions_per_document=4, mc_items=256),
 }
 
 
@@ -125,7 +128,7 @@ def _write_tasks(task_dir: Path, splits, recipe: Recipe, seed: int, log) -> None
     task_dir.mkdir(parents=True, exist_ok=True)
     for domain, (_, documents) in splits.items():
         if domain == OBJECTIVE_MC:
-            rows = next_line_questions(documents, group_prefix=domain, per_document=recipe.questions_per_document, seed=seed)
+            rows = word_swap_questions(documents, group_prefix=domain, per_document=recipe.questions_per_document, seed=seed)
         else:
             rows = [{"text": text, "group": f"{domain}:{source}"} for source, text in documents]
         with (task_dir / f"{domain}.jsonl").open("w", encoding="utf-8") as out:
@@ -142,7 +145,7 @@ def _specs(folder: Path, recipe: Recipe, domains: list[str], name: str, split_se
     def task(domain: str, kind: str) -> TaskSpec:
         return TaskSpec(name=domain, kind=kind, path=str(folder / "tasks" / f"{domain}.jsonl"), seq_len=cfg.ctx,
                         max_items=recipe.mc_items if kind == "multiple_choice" else cfg.max_items,
-                        report_max_items=recipe.report_max_items, report_fraction=recipe.report_fraction,
+                        report_max_items=recipe.mc_items if kind == "multiple_choice" else recipe.report_max_items, report_fraction=recipe.report_fraction,
                         batch_size=cfg.eval_batch, split_seed=split_seed)
 
     tasks = [task(d, "lm_loss") for d in OBJECTIVE_LM if d in domains]

@@ -113,7 +113,10 @@ def continuation_logprob(model, tokenizer, context: str, choice: str) -> float:
     return sum(logprobs[start + i - 1, t].item() for i, t in enumerate(choice_ids))
 
 
-def test_multiple_choice_accuracy(demo_pool, tmp_path):
+# Questions are packed into forwards of batch_size rows, a question's choices kept together
+# (3: every forward overruns the limit to finish a question).
+@pytest.mark.parametrize("batch_size", [1, 3, 64])
+def test_multiple_choice_accuracy(demo_pool, tmp_path, batch_size):
     tokenizer = AutoTokenizer.from_pretrained(demo_pool.pool.checkpoints[0].path)
     model = AutoModelForCausalLM.from_pretrained(demo_pool.pool.checkpoints[0].path).eval()
     texts = [json.loads(line)["text"] for line in open(demo_pool.tasks[0].path)]
@@ -130,7 +133,7 @@ def test_multiple_choice_accuracy(demo_pool, tmp_path):
         rows.append({"context": context, "choices": choices, "answer": choices.index(true)})
     path = tmp_path / "mc.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    spec = TaskSpec(name="mc", kind="multiple_choice", path=str(path), report_fraction=0.5, max_items=60)
+    spec = TaskSpec(name="mc", kind="multiple_choice", path=str(path), report_fraction=0.5, max_items=60, batch_size=batch_size)
     task = MultipleChoice(spec, tokenizer, max_positions=model.config.n_positions)
     search_rows = [r for r in rows if split_of(group_of(r, r["context"] + "\0" + "\0".join(r["choices"]), ""), spec) == "search"]
     expected = sum(
