@@ -44,7 +44,8 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 
 WORKDIR /src
 COPY . .
-RUN pip install . \
+# With the lm-eval extra: searches may score lm-evaluation-harness tasks (kind lm_eval).
+RUN pip install ".[lm-eval]" \
     && python -c "import torch; assert torch.__version__.split('+')[0] == '${TORCH_VERSION}', torch.__version__"
 
 # Run unprivileged. /data is world-writable (sticky, like /tmp) so compose may run the

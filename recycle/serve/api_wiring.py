@@ -46,7 +46,8 @@ def make_services(settings) -> Services:
         inspect_pool(spec.pool)
         from transformers import AutoTokenizer
 
-        for task in spec.tasks:
+        tasks = [*spec.tasks, *spec.left_out_tasks]  # left-out tasks are scored held out: checked alike
+        for task in tasks:
             usable_path(f"task {task.name!r}", task.path)
             if not within_roots(task.path, roots):
                 raise InputError(f"task {task.name!r}: {task.path} is outside the allowed roots")
@@ -54,7 +55,7 @@ def make_services(settings) -> Services:
         try:
             make_method(pool, spec.merge)  # the merge is possible on this pool (e.g. no more layer groups than layers)
             tokenizer = AutoTokenizer.from_pretrained(pool.config_dir)
-            for task in spec.tasks:
+            for task in tasks:
                 make_task(task, tokenizer, max_positions=task.seq_len)
         except (TaskDataError, OSError, ValueError) as error:  # ValueError: the merger's errors too
             raise InputError(str(error)) from None

@@ -201,6 +201,17 @@ def task_not_jsonl(body, root, outside):
     return 422, ["task.jsonl"]
 
 
+def left_out_task_missing(body, root, outside):
+    body["left_out_tasks"] = [{**body["tasks"][0], "name": "later", "path": str(root / "gone.jsonl")}]
+    return 422, ["gone.jsonl"]
+
+
+def left_out_task_outside_the_roots(body, root, outside):
+    (outside / "secret.jsonl").write_text('{"text": "not yours"}\n')
+    body["left_out_tasks"] = [{**body["tasks"][0], "name": "later", "path": str(outside / "secret.jsonl")}]
+    return 422, ["task 'later'", "outside the allowed roots"]
+
+
 def relative_task_path(body, root, outside):
     body["tasks"][0]["path"] = "tasks/python.jsonl"
     return 422, ["task 'python'", "must be absolute"]
@@ -222,7 +233,8 @@ def huge_timeout(body, root, outside):
 
 
 @pytest.mark.parametrize("make", [
-    task_linked_out_of_the_roots, task_missing, task_not_jsonl, relative_task_path,
+    task_linked_out_of_the_roots, task_missing, task_not_jsonl, left_out_task_missing, left_out_task_outside_the_roots,
+    relative_task_path,
     merge_base_with_normalized_weights, merge_base_not_in_the_pool, huge_timeout,
 ], ids=lambda f: f.__name__)
 def test_bad_searches_are_refused_with_the_reason(client, store, root, outside, demo_pool, tmp_path, make):
