@@ -14,7 +14,15 @@ class WeightSpace:
     (merge.base set) the base's own task vector is zero, so its weight does nothing: it is
     left out of the search and is 0 in every proposal (in every group).
 
-    Strategy coordinates are `groups` blocks of `block` searched weights, group-major too."""
+    Strategy coordinates are `groups` blocks of `block` searched weights, group-major too.
+
+    The surrogate (proposer.surrogate) reads them as one Scheffe quadratic: with each block on
+    its own simplex that is the full quadratic on the product of the simplices (an intercept and
+    the squares are combinations of each block's own terms; the K - 1 linear directions that
+    repeat the intercept are dropped by its rank-revealing fit). Its terms outnumber the trials
+    sooner (4 groups x 8 weights: 528); the prior keeps the fit defined. Above MAX_WEIGHTS
+    (32: 4 groups of 17 checkpoints are 68) nothing is fitted: a pre-screened strategy proposes
+    its own favourite candidate, and CMA-ES runs without its lq model."""
 
     def __init__(self, spec: SearchSpec):
         self.names = spec.pool.names
