@@ -107,6 +107,17 @@ class LmEvalTask(Task):
             self.instances[split] = list(self.task.instances)
             self.lm.prepare(self.instances[split])
 
+    def files(self) -> list[str]:
+        """The YAML (or folder) and the local data files it names."""
+        data_files = (self.task.config.dataset_kwargs or {}).get("data_files") or []
+
+        def flat(files):
+            if isinstance(files, dict):
+                return [f for value in files.values() for f in flat(value)]
+            return [f for value in files for f in flat(value)] if isinstance(files, (list, tuple)) else [files]
+
+        return [self.spec.path, *(f for f in flat(data_files) if isinstance(f, str) and "://" not in f)]
+
     def _check_metric(self) -> str:
         """The filter whose results are scored; refuses a metric recycle cannot score per document."""
         task, spec = self.task, self.spec

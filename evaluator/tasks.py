@@ -67,6 +67,10 @@ class Task(ABC):
         index = {label: i for i, label in enumerate(dict.fromkeys(labels))}
         self.groups[split] = np.array([index[label] for label in labels], dtype=np.int64)
 
+    def files(self) -> list[str]:
+        """Every file the task read (the API checks each lies within the allowed roots)."""
+        return [self.spec.path]
+
     def group_count(self, split: str) -> int:
         """Independent units (sources) among the items this split evaluates."""
         return int(self.groups[split].max()) + 1 if len(self.groups[split]) else 0

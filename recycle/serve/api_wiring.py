@@ -56,7 +56,9 @@ def make_services(settings) -> Services:
             make_method(pool, spec.merge)  # the merge is possible on this pool (e.g. no more layer groups than layers)
             tokenizer = AutoTokenizer.from_pretrained(pool.config_dir)
             for task in tasks:
-                make_task(task, tokenizer, max_positions=task.seq_len)
+                for path in make_task(task, tokenizer, max_positions=task.seq_len).files():
+                    if not within_roots(path, roots):  # e.g. the data files an lm-eval YAML names
+                        raise InputError(f"task {task.name!r}: {path} is outside the allowed roots")
         except (TaskDataError, OSError, ValueError) as error:  # ValueError: the merger's errors too
             raise InputError(str(error)) from None
         finally:

@@ -98,3 +98,25 @@ def test_the_api_accepts_the_search_where_lm_eval_is_installed(demo_pool, client
     response = post_search(client, demo_pool)
     assert response.status_code == 201, response.json
     assert len(store.list_searches()) == 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None, reason="lm-evaluation-harness is not installed")
+def test_the_api_refuses_a_task_yaml_whose_data_lies_outside_the_roots(demo_pool, client, tmp_path):
+    client, store = client
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jsonl").write_text((TASKS_DIR / "next_line.jsonl").read_text())
+    inside = Path(demo_pool.tasks[0].path).parent / "leaky.yaml"  # the YAML itself is within the roots
+    config = yaml.safe_load((TASKS_DIR / "next_line.yaml").read_text())
+    config["dataset_kwargs"]["data_files"]["test"] = str(outside / "secret.jsonl")
+    inside.write_text(yaml.safe_dump(config))
+    try:
+        pool_id = client.post("/v1/pools", json=demo_pool.pool.model_dump(mode="json"), headers=AUTH).json["id"]
+        body = {"pool_id": pool_id, "budget": 4,
+                "tasks": [demo_pool.tasks[0].model_dump(mode="json"), {**NEXT_LINE, "path": str(inside)}]}
+        response = client.post("/v1/searches", json=body, headers=AUTH)
+    finally:
+        inside.unlink()
+    assert response.status_code == 422, response.json
+    assert "outside the allowed roots" in response.json["error"] and "secret.jsonl" in response.json["error"]
+    assert store.list_searches() == []
