@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from evaluator.tasks import ItemScores
-from recycle.local.significance import decide, holm, macro_test, resampled_differences, worst_task_test
+from recycle.local.significance import (cluster_standard_error, decide, expected_noise_range, holm, macro_test,
+                                        resampled_differences, worst_task_test)
 
 WEIGHTS = {"code": 1.0, "quiz": -1.0}  # a loss counts up, an accuracy down
 
@@ -116,3 +117,23 @@ def test_models_scored_on_other_items_are_refused(baseline):
         macro_test("x", baseline, other, WEIGHTS)
     with pytest.raises(ValueError, match="same"):
         macro_test("x", baseline, {"code": baseline["code"]}, WEIGHTS)
+
+
+def test_the_cluster_standard_error_is_the_textbook_one_and_follows_the_groups():
+    rng = np.random.default_rng(3)
+    values = rng.normal(2.0, 1.0, 200)
+    alone = ItemScores(values, np.ones(200), np.arange(200))  # every item its own group: s / sqrt(n)
+    assert cluster_standard_error(alone) == pytest.approx(values.std(ddof=1) / np.sqrt(200))
+    # Windows of 20 sources, each source with its own level: the error is the sources', not the windows'.
+    groups = np.repeat(np.arange(20), 10)
+    nll = rng.normal(3.0, 0.5, 20)[groups] + rng.normal(0.0, 0.05, 200)
+    items = windows(nll, groups)
+    per_source = np.bincount(groups, weights=nll) / 10
+    assert cluster_standard_error(items) == pytest.approx(per_source.std(ddof=1) / np.sqrt(20), rel=1e-6)
+    assert cluster_standard_error(items) > 2.5 * nll.std(ddof=1) / np.sqrt(200)  # what a window-level error would say
+
+
+def test_the_expected_noise_range_matches_simulation():
+    assert expected_noise_range(2) == pytest.approx(2 / np.sqrt(np.pi))
+    draws = np.random.default_rng(0).standard_normal((20_000, 17))
+    assert expected_noise_range(17) == pytest.approx(np.ptp(draws, axis=1).mean(), rel=0.01)

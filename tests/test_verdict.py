@@ -8,6 +8,7 @@ import pytest
 from contracts import Proposal, SearchSpec, TrialResult, TrialStatus
 from proposer import normalization_of
 from recycle.local.runtime import run_search
+from recycle.local.significance import expected_noise_range
 from recycle.local.verdict import BASELINES, StaleRunError, _front_merges, _rival, held_out_verdict
 
 
@@ -56,6 +57,9 @@ def test_verdict_compares_each_search_s_merge_with_every_baseline(runs, verdict,
         [(task, left_out)] = verdict.left_out[merge.label].items()
         greedy = verdict.entry("greedy soup").held_out["decimal"]
         assert task == "decimal" and left_out.test.diff == pytest.approx(greedy - merge.held_out["decimal"])
+    # The singles' held-out spread in standard errors, per objective, against what chance gives 17 equals.
+    assert set(verdict.signal) == objectives and all(value > 0 for value in verdict.signal.values())
+    assert verdict.noise_range == pytest.approx(expected_noise_range(len(recycling_pool.pool.names)))
     checked = [d for d in verdict.dominance if d.decision is not None]
     assert verdict.family_size == 2 * 3 + 2 * 1 + len(checked)
     assert {d.single for d in verdict.dominance} == set(recycling_pool.pool.names)
@@ -140,3 +144,18 @@ def test_each_single_s_rival_is_chosen_on_the_search_split_in_advance(runs):
     front = _front_merges([single, tradeoff, shallow, deep], scale)
     assert _rival(single, front, scale) == shallow  # worst-task margin 0.02 beats deep's 0.01
     assert _rival(tradeoff, front, scale) is None
+
+
+def test_the_printed_verdict_says_how_far_the_singles_stand_above_noise(verdict, runs):
+    from rich.console import Console
+
+    from recycle.local.report import print_verdict
+
+    spec, _ = runs["tpe"]
+    console = Console(record=True, width=200)
+    print_verdict(verdict, spec, console)
+    text = console.export_text()
+    assert "held-out spread, in standard errors" in text and f"by {verdict.noise_range:.1f} by chance" in text
+    for task, value in verdict.signal.items():
+        assert f"{task} {value:.1f}" in text
+        assert (f"task {task}: the singles differ no more than noise" in text) == (value < verdict.noise_range)

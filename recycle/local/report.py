@@ -93,6 +93,13 @@ def print_verdict(verdict, spec: SearchSpec, console: Console | None = None) -> 
     console.print(table)
     groups = ", ".join(f"{task} {counts['search']}/{counts['report']}" for task, counts in verdict.groups.items())
     console.print(f"groups (independent sources) search/held-out per task: {groups}")
+    signal = ", ".join(f"{task} {value:.1f}" for task, value in verdict.signal.items())
+    console.print(f"the singles' held-out spread, in standard errors: {signal} (checkpoints of equal merit spread by"
+                  f" {verdict.noise_range:.1f} by chance)")
+    for task, value in verdict.signal.items():
+        if value < verdict.noise_range:
+            console.print(f"[yellow]task {task}: the singles differ no more than noise would make them; its scale, and"
+                          " every verdict on it, is mostly noise: give it more items (questions, windows)[/]")
     console.print(f"intervals: paired bootstrap over held-out groups, Holm-corrected over {verdict.family_size} comparisons;"
                   " normalized macro: 0 = best single, 1 = worst single per task (search split); positive = the merge is better")
     for merge, by_baseline in verdict.comparisons.items():

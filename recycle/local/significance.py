@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
+from scipy import integrate, stats
 
 from evaluator.tasks import ItemScores
 
@@ -60,6 +60,28 @@ def resampled_differences(baseline: TaskItems, candidate: TaskItems, resamples: 
                                  method="percentile", random_state=rng)
         answer[task] = point, result.bootstrap_distribution
     return answer
+
+
+def cluster_standard_error(items: ItemScores) -> float:
+    """Standard error of a task's score (a ratio of sums) with its groups as the independent units:
+    the linearized (delta-method) cluster-robust variance, sum_g (num_g - score * den_g)^2 / den^2,
+    with the small-sample factor G / (G - 1)."""
+    n_groups = int(items.groups.max()) + 1 if len(items.groups) else 0
+    if n_groups < 2:
+        return float("nan")
+    numerator = np.bincount(items.groups, weights=items.numerator, minlength=n_groups)
+    denominator = np.bincount(items.groups, weights=items.denominator, minlength=n_groups)
+    residuals = numerator - items.score * denominator
+    return float(np.sqrt(n_groups / (n_groups - 1) * np.sum(residuals**2)) / denominator.sum())
+
+
+def expected_noise_range(n: int) -> float:
+    """Expected range of n independent standard normal draws: how far apart, in standard errors,
+    n checkpoints of equal merit score by chance (2 E[max], by numerical integration)."""
+    if n < 2:
+        return 0.0
+    density = lambda x: x * n * stats.norm.pdf(x) * stats.norm.cdf(x) ** (n - 1)  # noqa: E731
+    return 2 * integrate.quad(density, -np.inf, np.inf)[0]
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from contracts import SearchSpec, Source, TrialResult, TrialStatus
 from proposer import ParetoArchive, dominates, normalization_of
 from proposer.normalize import Normalization
 from recycle.local.heldout import HeldOutScorer, StaleRunError  # noqa: F401 - StaleRunError: the CLI's error
-from recycle.local.significance import RESAMPLES, Decision, Test, decide, macro_test, worst_task_test
+from recycle.local.significance import (RESAMPLES, Decision, Test, cluster_standard_error, decide, expected_noise_range,
+                                        macro_test, worst_task_test)
 
 BASELINES = ("best single", "uniform soup", "greedy soup")
 
@@ -65,6 +68,12 @@ class Verdict:
     left_out: dict[str, dict[str, Decision]] = field(default_factory=dict)
     dominance: list[Dominance] = field(default_factory=list)
     groups: dict[str, dict[str, int]] = field(default_factory=dict)  # task -> split -> groups evaluated
+    # Objective -> the singles' held-out spread in standard errors (max - min over a single's
+    # cluster-robust s.e., the median over singles). Checkpoints of equal merit spread by
+    # `noise_range` by chance: a task near it cannot tell the checkpoints apart, and its
+    # normalized scale (the singles' spread) is mostly noise.
+    signal: dict[str, float] = field(default_factory=dict)
+    noise_range: float = 0.0
     family_size: int = 0
 
     def entry(self, label: str) -> Entry | None:
@@ -94,6 +103,7 @@ class Verdict:
                           for d in self.dominance},
             "dominated": {"in_point_estimate": point, "with_confidence": confident, "singles": singles},
             "groups": self.groups,
+            "signal": {"spread_in_standard_errors": self.signal, "noise_range": self.noise_range},
             "normalization": self.normalization.as_dict(),
             "family_size": self.family_size,
             "correction": "holm",
@@ -129,7 +139,8 @@ def held_out_verdict(runs: dict[str, tuple[SearchSpec, list[TrialResult]]], devi
         return None
     front = _front_merges(every, scale)
     rivals = {name: _rival(single, front, scale) for name, single in singles.items()}
-    scorer.expect(len(picks) + sum(r is not None for r in rivals.values()), progress)
+    scored = [*picks.values(), *(r for r in rivals.values() if r is not None), *singles.values()]
+    scorer.expect(len({r.proposal.weights for r in scored}), progress)
 
     tasks = {o.name: w for o, w in zip(scale.objectives, scale.task_weights())}
     entries = []
@@ -138,7 +149,8 @@ def held_out_verdict(runs: dict[str, tuple[SearchSpec, list[TrialResult]]], devi
         by_checkpoint = spec.merge.weights.by_checkpoint(spec.pool.names, result.proposal.weights)
         entries.append(Entry(label, result, held_out, scale.macro(held_out),
                              sum(1 for values in by_checkpoint.values() if max(values) > 0.01)))
-    verdict = Verdict(entries=entries, normalization=scale, groups=scorer.group_counts())
+    verdict = Verdict(entries=entries, normalization=scale, groups=scorer.group_counts(),
+                      signal=_signal(singles, tasks, scorer), noise_range=expected_noise_range(len(singles)))
 
     tests: list[tuple[str, str, str, Test]] = []  # (family part, merge or single, against what, test)
     for merge in verdict.merges:
@@ -169,6 +181,17 @@ def held_out_verdict(runs: dict[str, tuple[SearchSpec, list[TrialResult]]], devi
             by_single[subject] = decision
     verdict.dominance = [Dominance(name, rivals[name], by_single.get(name)) for name in singles]
     return verdict
+
+
+def _signal(singles: dict[str, TrialResult], tasks, scorer: HeldOutScorer) -> dict[str, float]:
+    """Per objective: the singles' held-out spread over the median single's standard error."""
+    items = [scorer.items(single, tasks) for single in singles.values()]
+    signal = {}
+    for task in tasks:
+        scores = [i[task].score for i in items]
+        error = float(np.median([cluster_standard_error(i[task]) for i in items]))
+        signal[task] = (max(scores) - min(scores)) / error if error > 0 else float("inf")
+    return signal
 
 
 def _unique_singles(results: list[TrialResult]) -> dict[str, TrialResult]:
