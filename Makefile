@@ -50,8 +50,8 @@ bench-stack: $(STAMP)
 bench-search: $(STAMP)
 	$(BIN)/python bench/search.py
 
-# The held-out science benchmark on the recycling pool (report seeds; ~1 h on 2 quiet cores,
-# pools built once): regenerates docs/results/science.md.
+# The held-out science benchmark on the recycling pool (report seeds; pools built once, ~5 min
+# each on a quiet core): regenerates docs/results/science.md, which says how long it took.
 bench-science: $(STAMP)
 	$(BIN)/python bench/science.py --write docs/results/science.md
 

@@ -201,7 +201,10 @@ def write_markdown(path: Path, lines: list[dict], summaries: list[dict], command
         f"{list(DEV_SEARCH_SEEDS)}. Report seeds (never used for anything else): pools {list(REPORT_POOL_SEEDS)}, search "
         f"{list(REPORT_SEARCH_SEEDS)}. Runs per strategy below: strategies run one after another, the default first, "
         "so a run cut short has fewer runs of the last strategies.",
-        *(f"Retired report seeds: pools {list(p)}, searches {list(q)} ({what})." for p, q, what in BURNED_REPORT_SEEDS), "",
+        *(f"Retired report seeds: pools {list(p)}, searches {list(q)} ({what})." for p, q, what in BURNED_REPORT_SEEDS),
+        "Time (searches and verdicts, pool builds not counted): " + ", ".join(
+            f"pool {pool} {sum(line['seconds'] for line in lines if line['pool_seed'] == pool) / 60:.0f} min" for pool in pools)
+        + " (pools run one after another, or side by side as `--pool-seeds` processes).", "",
         "Each cell: held-out difference of normalized macro-averages (positive: the merge is better; 1.0 = the spread "
         "of the single checkpoints on a task), with its interval from a paired bootstrap over held-out groups, "
         "Holm-corrected over the run's comparisons. ✓ the interval lies above 0, ✗ below. Left-out task: raw "
