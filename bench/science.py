@@ -8,7 +8,7 @@ comparisons) compares its merge with the best single, the uniform soup and the g
 with the greedy soup on the left-out task.
 
 Strategies: "default" is exactly what `recycle demo` runs (recycle.commands.runs.demo_spec:
-TPE, surrogate pre-screen, exploiting asks, dominance probes); "tpe" and "cmaes" are the
+TPE, its candidates picked by the surrogate's lower confidence bound, dominance probes); "tpe" and "cmaes" are the
 strategies alone (no surrogate, no probes); "random" is random search. Every one evaluates the
 same baselines first (singles, uniform soup, greedy soup) out of the same budget.
 Seeds: pool seed 0 and search seeds 0-4 are the dev seeds this benchmark, the verdict and the
