@@ -218,18 +218,20 @@ def write_markdown(path: Path, lines: list[dict], command: str) -> None:
         "Held-out normalized macro-average (lower is better; 1.0 = the spread of the single checkpoints on a task) of "
         "each run's merge, and its difference to each baseline (positive: the merge is better) with the interval of "
         "a paired bootstrap over held-out groups, Holm-corrected over the run's comparisons. ✓ above 0, ✗ below.", "",
-        "## Mean over search seeds", "",
+        "## Mean over the search seeds whose three runs finished", "",
         "| run | trials | held-out macro (mean) | vs best single (mean) | vs uniform (mean) | vs greedy (mean) |",
         "|---|---|---|---|---|---|",
     ]
+    whole = {c["search_seed"] for c in comparisons}  # seeds whose three runs all finished
     for label in labels:
-        mine = [r for r in runs if r["run"] == label]
+        mine = [r for r in runs if r["run"] == label and (r["search_seed"] in whole or not whole)]
         mean = lambda key: sum(r[key]["diff"] for r in mine) / len(mine)  # noqa: E731
         out.append(f"| {label} | {mine[0]['budget']} | {sum(r['held_out_macro'] for r in mine) / len(mine):.4f} | "
                    f"{mean('vs_best_single'):+.3f} | {mean('vs_uniform'):+.3f} | {mean('vs_greedy'):+.3f} |")
     out += ["", "## The grouped merge against the global ones, per search seed", "",
             "Difference of held-out normalized macros (positive: the first is better), paired bootstrap over held-out "
-            "groups, Holm-corrected over the seed's comparisons (3 per seed).", "",
+            "groups, Holm-corrected over the seed's comparisons (3 per seed); p is one-sided, for the first being "
+            "better (the verdict's test), so a worse first has p = 1.", "",
             "| seed | comparison | difference [interval] | p (Holm) |", "|---|---|---|---|"]
     for c in comparisons:
         out.append(f"| {c['search_seed']} | {c['comparison']} | {cell(c)} | {c['p_holm']:.3f} |")
