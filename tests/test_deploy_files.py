@@ -436,7 +436,7 @@ def test_dockerfile_installs_pinned_cpu_torch_before_the_project():
 
     runs = [expand(i) for i in instructions if i.startswith("RUN ")]
     torch_step = next(n for n, r in enumerate(runs) if re.search(r"pip install .*torch==2\.13\.0", r))
-    project_step = next(n for n, r in enumerate(runs) if re.search(r"pip install (\S+ )*\.(\s|$)", r))
+    project_step = next(n for n, r in enumerate(runs) if re.search(r"pip install (\S+ )*\"?\.(\[[\w,-]+\])?\"?(\s|$)", r))
     assert torch_step < project_step
     assert CPU_TORCH_INDEX in runs[torch_step]
     copies = [n for n, i in enumerate(instructions) if i.startswith("COPY ")]
