@@ -41,13 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench.science import COMPARISONS, MemoEvaluators, _pool, interval, machine  # noqa: E402
+from bench.science import COMPARISONS, MemoEvaluators, _pool, interval, machine, search_and_judge  # noqa: E402
 from contracts import WeightLayout  # noqa: E402
 from recycle.commands.runs import demo_spec  # noqa: E402
 from recycle.local.heldout import HeldOutScorer  # noqa: E402
-from recycle.local.runtime import run_search  # noqa: E402
 from recycle.local.significance import decide, macro_test  # noqa: E402
-from recycle.local.verdict import BASELINES, held_out_verdict  # noqa: E402
+from recycle.local.verdict import BASELINES  # noqa: E402
 
 POOL_SEED, SEARCH_SEEDS = 0, (200, 201, 202)  # dev seeds (see the docstring)
 
@@ -69,12 +68,8 @@ def pairs(labels: list[str]) -> list[tuple[str, str]]:
 def one_run(label, spec, search_seed, evaluators, scorer, out_dir, resamples) -> tuple[dict, object, object]:
     """(JSON line, the run's merge Entry, its verdict)."""
     started = time.perf_counter()
-    search_id = f"layers-{label}-p{POOL_SEED}-s{search_seed}"
-    trials = out_dir / f"{search_id}.jsonl"
-    trials.unlink(missing_ok=True)
-    driver = run_search(spec, search_id, trials, workers=2, evaluators=evaluators)
-    results = driver.store.results(search_id)
-    verdict = held_out_verdict({label: (spec, results)}, resamples=resamples, scorer=scorer)
+    results, verdict = search_and_judge(label, spec, f"layers-{label}-p{POOL_SEED}-s{search_seed}", evaluators, scorer,
+                                        out_dir, resamples)
     merge = verdict.merges[0]
     by_baseline = verdict.comparisons[merge.label]
     n, groups = len(spec.pool.names), spec.merge.weights.n_groups

@@ -81,14 +81,19 @@ def interval(decision) -> dict:
             "significant": decision.significant}
 
 
-def one_run(name, spec, pool_seed, search_seed, evaluators, scorer, out_dir, resamples) -> dict:
-    started = time.perf_counter()
-    search_id = f"science-{name}-p{pool_seed}-s{search_seed}"
+def search_and_judge(name, spec, search_id, evaluators, scorer, out_dir, resamples):
+    """One search (its trials in out_dir) and the held-out verdict of its merge: (results, verdict)."""
     trials = out_dir / f"{search_id}.jsonl"
     trials.unlink(missing_ok=True)
     driver = run_search(spec, search_id, trials, workers=2, evaluators=evaluators)
     results = driver.store.results(search_id)
-    verdict = held_out_verdict({name: (spec, results)}, resamples=resamples, scorer=scorer)
+    return results, held_out_verdict({name: (spec, results)}, resamples=resamples, scorer=scorer)
+
+
+def one_run(name, spec, pool_seed, search_seed, evaluators, scorer, out_dir, resamples) -> dict:
+    started = time.perf_counter()
+    _, verdict = search_and_judge(name, spec, f"science-{name}-p{pool_seed}-s{search_seed}", evaluators, scorer,
+                                  out_dir, resamples)
     merge = verdict.merges[0]
     by_baseline = verdict.comparisons[merge.label]
     [left_out] = verdict.left_out.get(merge.label, {}).values() or [None]

@@ -186,6 +186,9 @@ class FaultStack(Stack):
                     continue
                 target = self.processes[name].pid
                 os.killpg(target, signal.SIGSTOP) if whole else os.kill(pid, signal.SIGSTOP)
+                # A result written just before the stop may still sit in a socket buffer, unread
+                # by Redis: give it time to land before asking whether the trial answered.
+                time.sleep(0.3)
                 if self.running_trial(name, pid) == trial and trial not in {r.trial_id for r in self.published()}:
                     return name, pid, trial
                 os.killpg(target, signal.SIGCONT) if whole else os.kill(pid, signal.SIGCONT)
