@@ -137,3 +137,14 @@ def test_the_expected_noise_range_matches_simulation():
     assert expected_noise_range(2) == pytest.approx(2 / np.sqrt(np.pi))
     draws = np.random.default_rng(0).standard_normal((20_000, 17))
     assert expected_noise_range(17) == pytest.approx(np.ptp(draws, axis=1).mean(), rel=0.01)
+
+
+def test_the_paired_standard_error_cancels_what_the_items_share():
+    rng = np.random.default_rng(4)
+    groups = np.repeat(np.arange(25), 4)
+    difficulty = rng.normal(3.0, 0.6, 25)[groups] + rng.normal(0.0, 0.3, 100)  # shared by both models
+    first, second = windows(difficulty, groups), windows(difficulty + 0.05 + rng.normal(0.0, 0.02, 100), groups)
+    paired = cluster_standard_error(second, reference=first.numerator)
+    per_source = np.bincount(groups, weights=second.numerator - first.numerator) / np.bincount(groups, weights=first.denominator)
+    assert paired == pytest.approx(per_source.std(ddof=1) / np.sqrt(25), rel=1e-6)
+    assert paired < cluster_standard_error(second) / 10

@@ -62,16 +62,19 @@ def resampled_differences(baseline: TaskItems, candidate: TaskItems, resamples: 
     return answer
 
 
-def cluster_standard_error(items: ItemScores) -> float:
+def cluster_standard_error(items: ItemScores, reference: np.ndarray | None = None) -> float:
     """Standard error of a task's score (a ratio of sums) with its groups as the independent units:
     the linearized (delta-method) cluster-robust variance, sum_g (num_g - score * den_g)^2 / den^2,
-    with the small-sample factor G / (G - 1)."""
+    with the small-sample factor G / (G - 1). With `reference` (another model's numerators on the
+    same items) it is the error of the paired difference of the two scores, in which what the
+    items share (their difficulty) cancels."""
     n_groups = int(items.groups.max()) + 1 if len(items.groups) else 0
     if n_groups < 2:
         return float("nan")
-    numerator = np.bincount(items.groups, weights=items.numerator, minlength=n_groups)
+    numerator = items.numerator if reference is None else items.numerator - reference
+    per_group = np.bincount(items.groups, weights=numerator, minlength=n_groups)
     denominator = np.bincount(items.groups, weights=items.denominator, minlength=n_groups)
-    residuals = numerator - items.score * denominator
+    residuals = per_group - per_group.sum() / denominator.sum() * denominator
     return float(np.sqrt(n_groups / (n_groups - 1) * np.sum(residuals**2)) / denominator.sum())
 
 

@@ -68,10 +68,10 @@ class Verdict:
     left_out: dict[str, dict[str, Decision]] = field(default_factory=dict)
     dominance: list[Dominance] = field(default_factory=list)
     groups: dict[str, dict[str, int]] = field(default_factory=dict)  # task -> split -> groups evaluated
-    # Objective -> the singles' held-out spread in standard errors (max - min over a single's
-    # cluster-robust s.e., the median over singles). Checkpoints of equal merit spread by
-    # `noise_range` by chance: a task near it cannot tell the checkpoints apart, and its
-    # normalized scale (the singles' spread) is mostly noise.
+    # Objective -> the singles' held-out spread in standard errors (max - min over the cluster-robust
+    # s.e. of a single's paired difference from the singles' mean, the median over singles).
+    # Checkpoints of equal merit spread by `noise_range` by chance: a task near it cannot tell
+    # the checkpoints apart, and its normalized scale (the singles' spread) is mostly noise.
     signal: dict[str, float] = field(default_factory=dict)
     noise_range: float = 0.0
     family_size: int = 0
@@ -184,12 +184,14 @@ def held_out_verdict(runs: dict[str, tuple[SearchSpec, list[TrialResult]]], devi
 
 
 def _signal(singles: dict[str, TrialResult], tasks, scorer: HeldOutScorer) -> dict[str, float]:
-    """Per objective: the singles' held-out spread over the median single's standard error."""
+    """Per objective: the singles' held-out spread over the median standard error of a single's
+    paired difference from the singles' mean (item difficulty cancels, as in the verdict's tests)."""
     items = [scorer.items(single, tasks) for single in singles.values()]
     signal = {}
     for task in tasks:
         scores = [i[task].score for i in items]
-        error = float(np.median([cluster_standard_error(i[task]) for i in items]))
+        mean = np.mean([i[task].numerator for i in items], axis=0)
+        error = float(np.median([cluster_standard_error(i[task], reference=mean) for i in items]))
         signal[task] = (max(scores) - min(scores)) / error if error > 0 else float("inf")
     return signal
 
