@@ -63,3 +63,29 @@ def run(
         driver.record(evaluate(proposal))
         recorded += 1
     return in_flight
+
+
+def ask_tell_script(strategy, loss, fails, n_trials, concurrency, seed, external):
+    """Asynchronous ask/tell: `external` (number, weights) results told first (points the strategy
+    never asked, e.g. baselines), then up to `concurrency` asks in flight whose results come back
+    in a seeded random order; the trials for which `fails(number)` holds fail. Returns everything
+    asked and told, in order, as a store would hold it (for replays)."""
+    rng = random.Random(seed)
+    asked, told = [], []
+    for number, weights in external:
+        value = loss(weights)
+        strategy.tell(number, weights, value)
+        told.append((number, weights, value))
+    number = 1 + max((n for n, _ in external), default=-1)
+    pending = []
+    while number < n_trials or pending:
+        while number < n_trials and len(pending) < concurrency:
+            [weights] = strategy.ask([number])
+            asked.append((number, weights))
+            pending.append((number, weights))
+            number += 1
+        done, weights = pending.pop(rng.randrange(len(pending)))
+        value = None if fails(done) else loss(weights)
+        strategy.tell(done, weights, value)
+        told.append((done, weights, value))
+    return asked, told

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
 
@@ -11,7 +9,7 @@ from proposer.sources import Prescreened, sources_for
 from proposer.space import WeightSpace
 from proposer.strategies import CMAESStrategy, simplex
 from proposer.strategies.cma_es import TAU_THRESHOLD
-from tests.proposer.search_fakes import make_spec
+from tests.proposer.search_fakes import ask_tell_script, make_spec
 
 TARGET = np.array([0.4, 0.3, 0.15, 0.1, 0.05])
 
@@ -26,22 +24,8 @@ def run(strategy, n_trials=70, concurrency=4, seed=0):
     store would hold: the asks and the tells in order."""
     n = strategy.n_weights
     baselines = [tuple(np.eye(n)[i]) for i in range(n)] + [(1.0 / n,) * n]
-    asked, told = [], []
-    for number, weights in enumerate(baselines):
-        strategy.tell(number, weights, loss(weights))
-        told.append((number, weights, loss(weights)))
-    rng, pending, number = random.Random(seed), [], len(baselines)
-    while number < n_trials or pending:
-        while number < n_trials and len(pending) < concurrency:
-            [weights] = strategy.ask([number])
-            asked.append((number, weights))
-            pending.append((number, weights))
-            number += 1
-        done, weights = pending.pop(rng.randrange(len(pending)))
-        value = None if done % 13 == 5 else loss(weights)
-        strategy.tell(done, weights, value)
-        told.append((done, weights, value))
-    return asked, told
+    return ask_tell_script(strategy, loss, lambda number: number % 13 == 5, n_trials, concurrency, seed,
+                           list(enumerate(baselines)))
 
 
 @pytest.mark.parametrize("n", [9, 17])

@@ -1,4 +1,3 @@
-import random
 import statistics
 import time
 
@@ -7,6 +6,7 @@ import pytest
 
 from proposer.strategies import STRATEGIES, CMAESStrategy, TPEStrategy, make_strategy
 from proposer.strategies import simplex
+from tests.proposer.search_fakes import ask_tell_script
 
 NAMES = sorted(STRATEGIES)
 TARGET = np.array([0.4, 0.3, 0.15, 0.1, 0.05])
@@ -18,30 +18,8 @@ def toy_loss(weights) -> float:
 
 
 def script(strategy, n_trials=30, concurrency=3, seed=0, external=((0, (1.0, 0, 0, 0, 0)),)):
-    """Asynchronous ask/tell: results come back in a seeded random order.
-
-    `external` are results told for points the strategy never asked (baselines),
-    numbered like trials. Returns everything asked and told, for replays.
-    """
-    rng = random.Random(seed)
-    asked, told = [], []
-    for number, weights in external:
-        loss = toy_loss(weights)
-        strategy.tell(number, weights, loss)
-        told.append((number, weights, loss))
-    number = 1 + max((n for n, _ in external), default=-1)
-    pending = []
-    while number < n_trials or pending:
-        while number < n_trials and len(pending) < concurrency:
-            [weights] = strategy.ask([number])
-            asked.append((number, weights))
-            pending.append((number, weights))
-            number += 1
-        done, weights = pending.pop(rng.randrange(len(pending)))
-        loss = None if done % 7 == 3 else toy_loss(weights)  # a few failures
-        strategy.tell(done, weights, loss)
-        told.append((done, weights, loss))
-    return asked, told
+    """Asynchronous ask/tell on toy_loss with a few failures (search_fakes.ask_tell_script)."""
+    return ask_tell_script(strategy, toy_loss, lambda number: number % 7 == 3, n_trials, concurrency, seed, external)
 
 
 def test_unknown_strategy_lists_known_ones():
