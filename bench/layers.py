@@ -23,9 +23,12 @@ checkpoints of SmolLM2-135M's shape (bench/merge.py's random pool, 30 layers), o
 checkpoint against 4 and 30 layer groups (a segment cut into runs of one group, one kernel
 call per run), best of 5, interleaved, one intra-op thread, in one process.
 
-Seeds: pool seed 0 and search seeds 200-202 are dev seeds (pool seed 0 is bench/science.py's
-dev pool): nothing was tuned on them, and no report seeds were run. Prints one JSON line
-per run and per comparison; --write also writes docs/results/layers.md.
+Seeds: pool seed 0 with search seeds 200-202 are dev seeds (pool seed 0 is bench/science.py's
+dev pool): the benchmark was built and first run on them; nothing was tuned. `--report` runs the
+report seeds, measured once, after the dev runs and with nothing changed since: pool seed 3
+(bench/science.py's report pool: other training runs, another held-out split) with search seeds
+210-212, never used elsewhere. Prints one JSON line per run and per comparison; --write also
+writes docs/results/layers.md.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ from recycle.local.heldout import HeldOutScorer  # noqa: E402
 from recycle.local.significance import decide, macro_test  # noqa: E402
 from recycle.local.verdict import BASELINES  # noqa: E402
 
-POOL_SEED, SEARCH_SEEDS = 0, (200, 201, 202)  # dev seeds (see the docstring)
+DEV_SEEDS = (0, (200, 201, 202))  # (pool seed, search seeds): see the docstring
+REPORT_SEEDS = (3, (210, 211, 212))
 
 
 def configs(groups: int, small: int, large: int) -> dict[str, tuple[int, WeightLayout]]:
@@ -65,17 +69,17 @@ def pairs(labels: list[str]) -> list[tuple[str, str]]:
     return [(grouped, small), (grouped, large), (large, small)]
 
 
-def one_run(label, spec, search_seed, evaluators, scorer, out_dir, resamples) -> tuple[dict, object, object]:
+def one_run(label, spec, pool_seed, search_seed, evaluators, scorer, out_dir, resamples) -> tuple[dict, object, object]:
     """(JSON line, the run's merge Entry, its verdict)."""
     started = time.perf_counter()
-    results, verdict = search_and_judge(label, spec, f"layers-{label}-p{POOL_SEED}-s{search_seed}", evaluators, scorer,
+    results, verdict = search_and_judge(label, spec, f"layers-{label}-p{pool_seed}-s{search_seed}", evaluators, scorer,
                                         out_dir, resamples)
     merge = verdict.merges[0]
     by_baseline = verdict.comparisons[merge.label]
     n, groups = len(spec.pool.names), spec.merge.weights.n_groups
     per_group = np.reshape(merge.result.proposal.weights, (groups, n))
     line = {
-        "run": label, "pool_seed": POOL_SEED, "search_seed": search_seed, "budget": spec.budget, "groups": groups,
+        "run": label, "pool_seed": pool_seed, "search_seed": search_seed, "budget": spec.budget, "groups": groups,
         "held_out_macro": merge.held_out_macro,
         "search_macro": verdict.normalization.macro(merge.result.scores),
         "merge_source": str(merge.result.proposal.source),
@@ -93,7 +97,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", default="demo", help="pool scale: demo (the benchmark) or test (a smoke run: 2 groups, the model has 2 layers)")
     parser.add_argument("--quick", action="store_true", help="one search seed, 24 and 32 trials (a smoke run)")
-    parser.add_argument("--seeds", help="search seeds, comma separated (default 200,201,202)")
+    parser.add_argument("--report", action="store_true", help="the report seeds (pool 3, searches 210-212)")
+    parser.add_argument("--seeds", help="only these search seeds, comma separated")
     parser.add_argument("--out", type=Path, default=Path(".cache/bench-layers"))
     parser.add_argument("--write", type=Path, help="also write the figures as Markdown (docs/results/layers.md)")
     parser.add_argument("--from-lines", type=Path, help="write the Markdown from the JSON lines of an earlier run")
@@ -113,9 +118,10 @@ def main(argv=None) -> int:
         return 0
     groups = 2 if args.scale == "test" else 4
     small, large, resamples = (24, 32, 2_000) if args.quick else (64, 128, 10_000)
-    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else SEARCH_SEEDS[: 1 if args.quick else None]
+    pool_seed, seeds = REPORT_SEEDS if args.report else DEV_SEEDS
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else seeds[: 1 if args.quick else None]
     args.out.mkdir(parents=True, exist_ok=True)
-    demo = _pool(args.scale, POOL_SEED, args.out)
+    demo = _pool(args.scale, pool_seed, args.out)
     options = types.SimpleNamespace(budget=small, workers=2, seed=0, merge="linear", max_weight=1.0)
     base_spec = demo_spec(demo, "recycling", "tpe", options)
     # One evaluator pool and held-out scorer per layout (a merge reads its layout's weights).
@@ -131,7 +137,7 @@ def main(argv=None) -> int:
                                                 "merge": {**base_spec.merge.model_dump(), "weights": layout.model_dump()}})
             if layout not in tools:
                 tools[layout] = (MemoEvaluators(spec, "cpu"), HeldOutScorer(spec, "cpu"))
-            line, merge, verdict = one_run(label, spec, seed, *tools[layout], args.out, resamples)
+            line, merge, verdict = one_run(label, spec, pool_seed, seed, *tools[layout], args.out, resamples)
             merges[label], scales[label] = (merge, tools[layout][1]), verdict.normalization
             emit(line, lines, saved)
         compared = pairs(list(runs))
@@ -143,7 +149,7 @@ def main(argv=None) -> int:
             tests.append(macro_test(f"{candidate} vs {baseline} (seed {seed})", scorer_b.items(merge_b.result, tasks),
                                     scorer_c.items(merge_c.result, tasks), tasks, resamples))
         for (candidate, baseline), decision in zip(compared, decide(tests)):  # Holm over the seed's comparisons
-            emit({"comparison": f"{candidate} vs {baseline}", "search_seed": seed, "pool_seed": POOL_SEED,
+            emit({"comparison": f"{candidate} vs {baseline}", "search_seed": seed, "pool_seed": pool_seed,
                   **interval(decision), "family_size": len(tests)}, lines, saved)
     if args.write:  # with the latest --merge-speed figures, when there are some
         speeds = args.out / "merge-speed.jsonl"
@@ -204,37 +210,46 @@ def write_markdown(path: Path, lines: list[dict], command: str) -> None:
     runs = [line for line in lines if "run" in line]
     comparisons = [line for line in lines if "comparison" in line]
     labels = list(dict.fromkeys(r["run"] for r in runs))
+    kinds = {DEV_SEEDS[0]: "dev", REPORT_SEEDS[0]: "report"}
+    pools = sorted({r["pool_seed"] for r in runs}, key=lambda seed: kinds.get(seed) != "report")  # report first
     out = [
         "# Layers: a weight vector per layer group vs one weight per checkpoint, held out", "",
         f"Generated by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()} "
         "(shared with other sessions: timings are indicative).",
-        f"Pool seed {POOL_SEED}, search seeds {sorted({r['search_seed'] for r in runs})}: dev seeds, nothing tuned on "
-        "them, no report seeds run. What is measured and why: the docstring of `bench/layers.py`.", "",
+        f"Dev seeds: pool {DEV_SEEDS[0]}, searches {list(DEV_SEEDS[1])} (the benchmark was built and first run on them; "
+        f"nothing tuned). Report seeds, measured once: pool {REPORT_SEEDS[0]}, searches {list(REPORT_SEEDS[1])}. What is "
+        "measured and why: the docstring of `bench/layers.py`.", "",
         "Held-out normalized macro-average (lower is better; 1.0 = the spread of the single checkpoints on a task) of "
         "each run's merge, and its difference to each baseline (positive: the merge is better) with the interval of "
         "a paired bootstrap over held-out groups, Holm-corrected over the run's comparisons. ✓ above 0, ✗ below.", "",
-        "## Mean over the search seeds whose three runs finished", "",
-        "| run | trials | held-out macro (mean) | vs best single (mean) | vs uniform (mean) | vs greedy (mean) |",
-        "|---|---|---|---|---|---|",
     ]
-    whole = {c["search_seed"] for c in comparisons}  # seeds whose three runs all finished
-    for label in labels:
-        mine = [r for r in runs if r["run"] == label and (r["search_seed"] in whole or not whole)]
-        mean = lambda key: sum(r[key]["diff"] for r in mine) / len(mine)  # noqa: E731
-        out.append(f"| {label} | {mine[0]['budget']} | {sum(r['held_out_macro'] for r in mine) / len(mine):.4f} | "
-                   f"{mean('vs_best_single'):+.3f} | {mean('vs_uniform'):+.3f} | {mean('vs_greedy'):+.3f} |")
-    out += ["", "## The grouped merge against the global ones, per search seed", "",
+    for pool in pools:
+        whole = {c["search_seed"] for c in comparisons if c["pool_seed"] == pool}  # seeds whose three runs finished
+        out += [f"## Pool seed {pool} ({kinds.get(pool, 'other')} seeds): mean over the search seeds whose three runs "
+                f"finished ({sorted(whole)})", "",
+                "| run | trials | held-out macro (mean) | vs best single (mean) | vs uniform (mean) | vs greedy (mean) |",
+                "|---|---|---|---|---|---|"]
+        for label in labels:
+            mine = [r for r in runs if r["run"] == label and r["pool_seed"] == pool and r["search_seed"] in whole]
+            if not mine:
+                continue
+            mean = lambda key: sum(r[key]["diff"] for r in mine) / len(mine)  # noqa: E731
+            out.append(f"| {label} | {mine[0]['budget']} | {sum(r['held_out_macro'] for r in mine) / len(mine):.4f} | "
+                       f"{mean('vs_best_single'):+.3f} | {mean('vs_uniform'):+.3f} | {mean('vs_greedy'):+.3f} |")
+        out.append("")
+    out += ["## The grouped merge against the global ones, per search seed", "",
             "Difference of held-out normalized macros (positive: the first is better), paired bootstrap over held-out "
             "groups, Holm-corrected over the seed's comparisons (3 per seed); p is one-sided, for the first being "
             "better (the verdict's test), so a worse first has p = 1.", "",
-            "| seed | comparison | difference [interval] | p (Holm) |", "|---|---|---|---|"]
-    for c in comparisons:
-        out.append(f"| {c['search_seed']} | {c['comparison']} | {cell(c)} | {c['p_holm']:.3f} |")
+            "| pool | seed | comparison | difference [interval] | p (Holm) |", "|---|---|---|---|---|"]
+    for pool in pools:
+        for c in (c for c in comparisons if c["pool_seed"] == pool):
+            out.append(f"| {pool} | {c['search_seed']} | {c['comparison']} | {cell(c)} | {c['p_holm']:.3f} |")
     out += ["", "## Every run", "",
-            "| run | seed | held-out macro | search macro | merge | group spread | vs best single | vs uniform | vs greedy | s |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "| run | pool | seed | held-out macro | search macro | merge | group spread | vs best single | vs uniform | vs greedy | s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
-        out.append(f"| {r['run']} | {r['search_seed']} | {r['held_out_macro']:.4f} | {r['search_macro']:.4f} | "
+        out.append(f"| {r['run']} | {r['pool_seed']} | {r['search_seed']} | {r['held_out_macro']:.4f} | {r['search_macro']:.4f} | "
                    f"{r['merge_source']} | {r['group_spread']:.3f} | {cell(r['vs_best_single'])} | {cell(r['vs_uniform'])} | "
                    f"{cell(r['vs_greedy'])} | {r['seconds']:.0f} |")
     out += ["", "Group spread: the largest distance of a group's weight from the merge's mean over groups (0: the same "

@@ -3,9 +3,11 @@
 Every peer (bench/search_peers.py) runs through recycle's SearchDriver: the same fixed
 baselines (singles, uniform soup) and greedy soup first, 4 trials in flight finishing in a
 seeded order, results told on the normalized scale (proposer.normalize). Objectives
-(bench/search_objectives.py): a synthetic response surface that is not quadratic, and the
-tiny demo pool (`--pool`, built once into .cache/bench-search/). Budgets 32 and 64 come from
-one 64-trial run per seed: nothing a peer proposes depends on the budget (no dominance probes).
+(bench/search_objectives.py, chosen with `--objectives`): a synthetic response surface that is
+not quadratic; the tiny demo pool (9 specialists, built once into .cache/bench-search/); the
+recycling pool of the verdict (17 generalists, report pool seed 3 of bench/science.py). Budgets
+32 and 64 come from one 64-trial run per seed: nothing a peer proposes depends on the budget
+(no dominance probes).
 
 Seeds. TUNING_SEEDS (0-4) are those the shipped choices were made on (candidate counts, the
 surrogate's alpha selection and acquisition, dropping the exploit cadence: see TUNING in
@@ -24,11 +26,12 @@ Then the default's ask latency once 1000 results are told (16 checkpoints; targe
 and the design figures of bench/search_design.py; bench/search_report.py writes the Markdown.
 
     python bench/search.py --quick                        # CI: synthetic, 3 seeds, 32 trials (~2 min)
-    nice -n 10 python bench/search.py --pool --docs docs/results/search.md
+    python bench/search.py --objectives synthetic tiny-pool recycling-pool --docs docs/results/search.md
     python bench/search.py --summarize --docs docs/results/search.md   # from the runs stored so far
 
 Every finished run is appended to --runs (a JSON line each), so an interrupted benchmark is
-resumed, or summarized, from there.
+resumed, or summarized, from there; objectives may run as separate processes on one --runs file
+(one line per write, appended).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search_design import simplex_coordinates, tpe_candidates  # noqa: E402
-from search_objectives import Synthetic, TinyPool  # noqa: E402
+from search_objectives import RecyclingPool, Synthetic, TinyPool  # noqa: E402
 from search_peers import PEERS, OptunaStrategy, Peer  # noqa: E402
 from search_report import write_docs  # noqa: E402
 
@@ -61,7 +64,8 @@ from proposer.space import WeightSpace  # noqa: E402
 
 TUNING_SEEDS = range(0, 5)
 REPORT_SEEDS = range(100, 120)
-POOL_REPORT_SEEDS = range(100, 105)
+POOL_REPORT_SEEDS = range(100, 105)  # both pools
+RECYCLING_POOL_SEED = 3  # bench/science.py's report pool: nothing of the search was tuned on it
 BUDGETS = (32, 64)
 CONCURRENCY = 4
 RESAMPLES = 2000
@@ -207,11 +211,20 @@ def benchmark(objective, peers, seeds, budget: int, runs_path: Path, runs: list[
                   file=sys.stderr, flush=True)
 
 
+# name -> (the objective, from the arguments; its report seeds)
+OBJECTIVES = {
+    "synthetic": (lambda args: Synthetic(), REPORT_SEEDS),
+    "tiny-pool": (lambda args: TinyPool(Path(args.pool_cache)), POOL_REPORT_SEEDS),
+    "recycling-pool": (lambda args: RecyclingPool(RECYCLING_POOL_SEED), POOL_REPORT_SEEDS),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="CI: synthetic only, 3 report seeds, 32 trials")
-    parser.add_argument("--pool", action="store_true", help="also the tiny demo pool (slow: real merges)")
-    parser.add_argument("--pool-cache", default=str(ROOT / ".cache" / "bench-search" / "demo"))
+    parser.add_argument("--objectives", nargs="+", choices=list(OBJECTIVES), default=["synthetic"],
+                        help="the pools are slow: real merges (recycling-pool ~2 s a trial on one core)")
+    parser.add_argument("--pool-cache", default=str(ROOT / ".cache" / "bench-search" / "demo"), help="the tiny pool's")
     parser.add_argument("--peers", nargs="+", choices=[p.label for p in PEERS], default=[p.label for p in PEERS],
                         help="random always runs: the ratios need it")
     parser.add_argument("--runs", default=None, help="JSON lines of finished runs (default: .cache/bench-search/runs*.jsonl)")
@@ -226,9 +239,10 @@ def main() -> None:
         if args.quick:
             benchmark(Synthetic(), peers, REPORT_SEEDS[:3], 32, runs_path, runs)
         else:
-            benchmark(Synthetic(), peers, REPORT_SEEDS, max(BUDGETS), runs_path, runs)
-            if args.pool:
-                benchmark(TinyPool(Path(args.pool_cache)), peers, POOL_REPORT_SEEDS, max(BUDGETS), runs_path, runs)
+            for name in args.objectives:
+                make, seeds = OBJECTIVES[name]
+                benchmark(make(args), peers, seeds, max(BUDGETS), runs_path, runs)
+        runs = load_runs(runs_path)  # with what other processes on this file have added
     lines = summarize(runs)
     for line in lines:
         print(json.dumps(line), flush=True)
@@ -243,7 +257,8 @@ def main() -> None:
         if figure:
             print(json.dumps(figure), flush=True)
     if args.docs:
-        seeds = {"tuning": TUNING_SEEDS, "report": REPORT_SEEDS, "pool_report": POOL_REPORT_SEEDS}
+        seeds = {"tuning": TUNING_SEEDS, "report": REPORT_SEEDS, "pool_report": POOL_REPORT_SEEDS,
+                 "recycling_pool": RECYCLING_POOL_SEED}
         write_docs(Path(args.docs), lines, extras, "python bench/search.py " + " ".join(sys.argv[1:]), seeds)
 
 

@@ -63,3 +63,23 @@ def test_design_figures_show_the_isometric_log_ratios_unbiased_and_the_report_ch
                {"design": {"simplex": list(rows.values()), "tpe": None}}, "python bench/search.py", seeds)
     text = path.read_text()
     assert "1.25 [1.10, 1.40] meets the 1.2x target" in text and "## Design figures" in text
+
+
+def test_a_real_pool_objective_scores_merges_once_and_keeps_the_held_out_split_apart(recycling_pool, monkeypatch):
+    """bench/search.py's pool objectives (tiny pool, recycling pool) on the recycling pool at test scale:
+    a short search of real merges through the same driver, each distinct merge scored once."""
+    from search_objectives import PoolObjective
+
+    objective = PoolObjective(recycling_pool.pool, recycling_pool.tasks)
+    budget = len(recycling_pool.pool.checkpoints) + 6  # the singles, the uniform and greedy soups, a few searched
+    monkeypatch.setattr(search, "BUDGETS", (budget,))
+    [peer] = [p for p in PEERS if p.label == "default"]
+    run = search.run_search(objective, peer, budget, 100)
+    assert run["figures"][str(budget)]["hv_gain"] >= 0.0 and len(run["curve"]) == budget
+    scored = len(objective._scored)
+    again = search.run_search(objective, peer, budget, 100)  # the same seed: the same merges, none scored again
+    assert again["curve"] == run["curve"] and len(objective._scored) == scored
+    some = next(iter(objective._scored.values())).proposal
+    held_out = objective.held_out(some)
+    assert set(held_out) == {t.name for t in recycling_pool.tasks}
+    assert held_out != dict(objective.evaluate(some).scores)  # another split of the documents
