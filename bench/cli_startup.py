@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "transformers", "matplotlib", "flask", "celery", "numpy", "pydantic")
@@ -62,19 +62,13 @@ def commit_of(tree: Path) -> str:
     return done.stdout.strip() + ("+changes" if dirty.strip() else "")
 
 
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or platform.machine())
-    return f"{cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end, Python {platform.python_version()}"
-
-
 def markdown(rows: list[dict], runs: int) -> str:
     lines = [
         "# `recycle --help` start-up time",
         "",
         f"Regenerate: `python bench/cli_startup.py --old /tmp/old --runs {runs} --write docs/results/cli-startup.md`",
         "(after `git worktree add /tmp/old <older commit>`; each tree imports its own code, one venv).",
-        f"Machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"Machine: {describe(load=True, python=True)}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
         "| tree | commit | median s | min s | heavy libraries imported | slowest packages imported (cumulative s) |",
         "|---|---|---|---|---|---|",

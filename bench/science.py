@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import describe as machine  # noqa: E402
 from contracts import TrialResult  # noqa: E402
 from recycle.commands.runs import demo_spec  # noqa: E402
 from recycle.demo.pools import build_demo  # noqa: E402
@@ -176,16 +177,6 @@ def main(argv=None) -> int:
     if args.write:
         write_markdown(args.write, lines, summaries, "python bench/science.py " + " ".join(argv or sys.argv[1:]))
     return 0
-
-
-def machine() -> str:
-    import os
-    import platform
-
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-              if line.startswith("model name")] if cpuinfo.exists() else []
-    return f"{models[0] if models else platform.machine()}, {os.cpu_count()} cores"
 
 
 def write_markdown(path: Path, lines: list[dict], summaries: list[dict], command: str) -> None:
