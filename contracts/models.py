@@ -8,7 +8,7 @@ silently ignored deep inside a worker.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -66,15 +66,24 @@ class WeightLayout(Frozen):
     (N values). per "layer_groups": the layers split into `groups` contiguous blocks of nearly
     equal size (the first L mod K blocks one layer longer), one weight vector per block: K x N
     values, group-major; embeddings belong to group 0, every other tensor outside the layers
-    (final norm, lm_head) to group K-1, as mergekit's slices assign them (merger.layers)."""
+    (final norm, lm_head) to group K-1, as mergekit's slices assign them (merger.layers).
+    per "module_classes": one weight vector per module class, in the order of MODULE_CLASSES
+    (embeddings: token/position embeddings and lm_head; attention; mlp; norms: every norm
+    layer, final norm included): 4 x N values, group-major, each class on its own simplex;
+    every tensor, bias included, takes its module's class (merger.layers.module_class)."""
 
-    per: Literal["model", "layer_groups"] = "model"
+    MODULE_CLASSES: ClassVar[tuple[str, ...]] = ("embeddings", "attention", "mlp", "norms")
+
+    per: Literal["model", "layer_groups", "module_classes"] = "model"
     groups: int | None = Field(default=None, ge=2, le=1024)
 
     @model_validator(mode="after")
     def _groups_match_per(self) -> "WeightLayout":
         if self.per == "model" and self.groups is not None:
             raise ValueError("weights.groups is for per: layer_groups (per: model has one weight per checkpoint)")
+        if self.per == "module_classes" and self.groups is not None:
+            raise ValueError("weights.groups is for per: layer_groups (per: module_classes has one weight vector "
+                             f"per module class, {len(self.MODULE_CLASSES)}: {', '.join(self.MODULE_CLASSES)})")
         if self.per == "layer_groups" and self.groups is None:
             raise ValueError("weights per layer_groups needs groups: K (at least 2)")
         return self
@@ -82,7 +91,18 @@ class WeightLayout(Frozen):
     @property
     def n_groups(self) -> int:
         """Weight vectors per proposal (1 per model)."""
-        return self.groups or 1
+        return len(self.MODULE_CLASSES) if self.per == "module_classes" else self.groups or 1
+
+    @property
+    def groups_word(self) -> str:
+        """What the weight vectors are, in messages: "4 module classes", "3 layer groups"."""
+        return "module classes" if self.per == "module_classes" else "layer groups"
+
+    def group_label(self, group: int) -> str:
+        """One weight vector's name in messages: "module class attention", "layer group 1"."""
+        if self.per == "module_classes":
+            return f"module class {self.MODULE_CLASSES[group]}"
+        return f"layer group {group}"
 
     def by_checkpoint(self, names: list[str], weights) -> dict[str, list[float]]:
         """Checkpoint name -> its weight in each group (one value per model)."""

@@ -19,11 +19,13 @@ from typing import Sequence
 import torch
 import yaml
 
-from contracts.models import MergeSpec, SearchSpec
+from contracts.models import MergeSpec, SearchSpec, WeightLayout
 from contracts.trials import TrialResult
 
 from merger.errors import ExportError, ExportExistsError
+from merger.layers import MODULE_CLASS_PARTS, module_class
 from merger.methods import MergeMethod, TensorPlan, make_method
+from merger.parameters import Parameter, Scope, evaluate_setting
 from merger.pool import CheckpointPool
 from merger.writer import INDEX_FILE, SINGLE_FILE, plan_shards, write_weights  # noqa: F401 - re-exported
 
@@ -71,7 +73,7 @@ def export_merge(
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        plans = [method.plan(w) for w in method.split(weights)]  # one per layer group
+        plans = [method.plan(w) for w in method.split(weights)]  # one per layer group or module class
         # mergekit's own arithmetic (merger/exact.py), so mergekit.yaml reproduces it bit for bit.
         write_weights(pool, {name: plans[method.group_of.get(name, 0)] for name in pool.tensor_names}, dtype, tmp,
                       max_shard_bytes, _file_metadata(pool, method, checked, metadata), method.generator)
@@ -118,10 +120,12 @@ def _copy_model_files(pool: CheckpointPool, tmp: Path, dtype: torch.dtype | None
 
 def mergekit_config(pool: CheckpointPool, method: MergeMethod, plans: Sequence[TensorPlan], out_dtype: torch.dtype) -> dict:
     """mergekit's description of the same merge (`mergekit-yaml mergekit.yaml OUT`); `plans`: one
-    per layer group. One group: a `models` list. Several: one slice per group over its layers,
+    per group. One group: a `models` list. Layer groups: one slice per group over its layers,
     every source (the base last, as the plan lists it) with its layer_range and the group's
     parameters; mergekit merges embeddings with the first slice, the final norm and lm_head
-    with the last, as merger.layers groups them."""
+    with the last, as merger.layers groups them. Module classes (mergekit has no slices for
+    them): a `models` list whose parameters that differ between classes are `{filter, value}`
+    conditions, one per filter of module_class_filters."""
     plan = plans[0]
     compute = plan.compute or pool.float_dtype or torch.float32
 
@@ -133,6 +137,10 @@ def mergekit_config(pool: CheckpointPool, method: MergeMethod, plans: Sequence[T
         config["base_model"] = str(pool.paths[plan.base])
     if len(plans) == 1:
         config["models"] = [{"model": str(pool.paths[i]), "parameters": parameters(plan, k)}
+                            for k, i in enumerate(plan.inputs) if i != plan.base]
+    elif method.spec.weights.per == "module_classes":
+        filters = module_class_filters(pool.tensor_names, method.group_of)
+        config["models"] = [{"model": str(pool.paths[i]), "parameters": _by_class(plans, k, filters)}
                             for k, i in enumerate(plan.inputs) if i != plan.base]
     else:
         config["slices"] = [
@@ -148,6 +156,54 @@ def mergekit_config(pool: CheckpointPool, method: MergeMethod, plans: Sequence[T
     return config
 
 
+# What a condition's value stands for when module_class_filters checks its filters: a class index.
+_CLASS = Parameter("module class", float, Scope.SHARED)
+
+
+def module_class_filters(tensor_names: Sequence[str], class_of: dict[str, int]) -> list[tuple[str, int]]:
+    """(filter, module class) conditions, in order, such that the first whose filter is a substring
+    of a tensor's name (mergekit 0.1.5's rule, and merger.parameters') gives every tensor its class.
+
+    The name parts that decided the classes (merger.layers.module_class), in the order they
+    are tried (norms first: post_attention_layernorm is no attention), a part dropped where a
+    shorter one of its class is in it (norm covers input_layernorm). Checked tensor by tensor;
+    where parts cannot tell the classes apart, the exact tensor names, longest first (an
+    earlier filter can then only match a tensor by being its name)."""
+    by_class: dict[int, set[str]] = {}
+    for name in tensor_names:
+        group, part = module_class(name)
+        by_class.setdefault(group, set()).add(part)
+    filters = [(part, group) for group in _trying_order() for part in sorted(by_class.get(group, ()))
+               if not any(other != part and other in part for other in by_class[group])]
+    if not _misfiled(filters, tensor_names, class_of):
+        return filters
+    filters = sorted(((name, class_of[name]) for name in tensor_names), key=lambda f: -len(f[0]))
+    wrong = _misfiled(filters, tensor_names, class_of)
+    if wrong:
+        raise ExportError(f"no mergekit filters give tensor {wrong[0]!r} its module class")
+    return filters
+
+
+def _trying_order() -> list[int]:
+    return [WeightLayout.MODULE_CLASSES.index(module) for module in MODULE_CLASS_PARTS]
+
+
+def _misfiled(filters: list[tuple[str, int]], tensor_names: Sequence[str], class_of: dict[str, int]) -> list[str]:
+    """Tensors whose first matching filter is not their class (or that none matches)."""
+    conditions = [{"filter": f, "value": group} for f, group in filters]
+    return [name for name in tensor_names if evaluate_setting(_CLASS, name, conditions) != class_of[name]]
+
+
+def _by_class(plans: Sequence[TensorPlan], k: int, filters: list[tuple[str, int]]) -> dict:
+    """Input k's parameters: a value where every class has the same, else one condition per filter."""
+    out = {}
+    for name in plans[0].per_input:
+        values = [plan.per_input[name][k] for plan in plans]
+        same = all(v == values[0] for v in values)
+        out[name] = values[0] if same else [{"filter": f, "value": values[group]} for f, group in filters]
+    return out
+
+
 def mergekit_yaml(pool: CheckpointPool, method: MergeMethod, plans: Sequence[TensorPlan], out_dtype: torch.dtype) -> str:
     header = (
         f"# Written by recycle: this merge of pool {pool.spec.name!r} with mergekit.\n"
@@ -158,7 +214,7 @@ def mergekit_yaml(pool: CheckpointPool, method: MergeMethod, plans: Sequence[Ten
 
 
 def _weights_by_name(spec: SearchSpec, weights: Sequence[float]) -> dict:
-    """Checkpoint -> weight; per layer group: checkpoint -> its weight in each group."""
+    """Checkpoint -> weight; per layer group or module class: checkpoint -> its weight in each."""
     layout = spec.merge.weights
     by_name = layout.by_checkpoint(spec.pool.names, weights)
     return {name: values if layout.n_groups > 1 else values[0] for name, values in by_name.items()}

@@ -1,8 +1,11 @@
-"""Which layer a tensor belongs to, and layer groups: K contiguous blocks of layers.
+"""Which layer a tensor belongs to, and layer groups: K contiguous blocks of layers; which
+module class (embeddings, attention, mlp, norms) a tensor belongs to.
 
 Shared by the mergekit config reader (merger.mergekit_config: slices and gradients) and
 per-layer-group merges (MergeMethod with MergeSpec.weights per layer_groups), so a grouped
 merge and the mergekit `slices` config its export writes put every tensor in the same group.
+Module classes (MergeSpec.weights per module_classes) are exported as `{filter, value}`
+conditions (merger.export), checked against module_class tensor by tensor.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from contracts.models import WeightLayout
+
+from merger.errors import MethodError
 from merger.segments import Segment
 
 # The numbered block of a tensor name: model.layers.N. (Llama, Qwen, Mistral...), transformer.h.N. (GPT-2).
@@ -69,6 +75,37 @@ def tensor_groups(tensor_names: Sequence[str], layers: int, groups: int) -> dict
         else:
             out[name] = by_layer[layer]
     return out
+
+
+# Module classes, tried in this order on the dot-separated parts of a tensor name. Norms come
+# first: a norm inside a module (Qwen3's self_attn.q_norm, post_attention_layernorm) is still
+# a norm, scale vectors all alike. A bias sits in its module's part, so it takes the module's
+# class (h.0.attn.c_attn.bias: attention).
+MODULE_CLASS_PARTS = {
+    "norms": re.compile(r"norm|^ln(?:_\w+)?$", re.IGNORECASE),  # ln_1, ln_f, input_layernorm, model.norm
+    "embeddings": re.compile(r"embed|^(?:wte|wpe|lm_head)$"),  # embed_tokens, wte/wpe, lm_head (tied or not)
+    "attention": re.compile(r"attn|attention"),  # attn, self_attn, self_attention
+    "mlp": re.compile(r"mlp|^(?:feed_forward|ffn|block_sparse_moe)$"),  # mlp, Mixtral's experts
+}
+assert set(MODULE_CLASS_PARTS) == set(WeightLayout.MODULE_CLASSES)  # the same classes, tried in another order
+
+
+def module_class(name: str) -> tuple[int, str]:
+    """(index in WeightLayout.MODULE_CLASSES, the part of the name that decided it). A tensor of
+    no class is a MethodError naming it: guessing would merge it with weights searched for
+    something else (a classifier head, a router), silently."""
+    parts = name.split(".")
+    for module, pattern in MODULE_CLASS_PARTS.items():
+        for part in parts:
+            if pattern.search(part):
+                return WeightLayout.MODULE_CLASSES.index(module), part
+    raise MethodError(f"tensor {name!r} is in no module class ({', '.join(WeightLayout.MODULE_CLASSES)}): "
+                      "weights per module_classes cannot merge it; use per: model or per: layer_groups")
+
+
+def tensor_module_classes(tensor_names: Sequence[str]) -> dict[str, int]:
+    """Module class (index in WeightLayout.MODULE_CLASSES) of each tensor, as tensor_groups gives layer groups."""
+    return {name: module_class(name)[0] for name in tensor_names}
 
 
 def group_runs(segment: Segment, group_of: Mapping[str, int]) -> list[tuple[int, int, int, tuple[str, ...]]]:

@@ -37,7 +37,7 @@ from contracts.models import MergeSpec
 from merger import exact
 from merger.errors import MergerError, MethodError, WeightsError
 from merger.exact import Scratch
-from merger.layers import group_ranges, group_runs, layer_count, tensor_groups
+from merger.layers import group_ranges, group_runs, layer_count, tensor_groups, tensor_module_classes
 from merger.linear_kernels import _copy_chunks, linear_combination
 from merger.parameters import Parameter, Scope
 from merger.planned import TensorPlan, merge_planned
@@ -74,10 +74,11 @@ class MergeMethod:
     Subclasses implement `prepare` (one group's weights -> whatever its merge needs, computed
     once) and `merge_tensor` (fill one output tensor), and declare their `parameters`.
 
-    Weights per layer group (spec.weights per layer_groups, K groups): a merge takes K x N
-    weights, group-major, and merges each tensor with its group's (merger.layers); `plan`,
-    `prepare` and `check_group` read one group's N weights, `check_weights` and `merge_into`
-    all of them. With one group (per model) the two are the same.
+    Weights per layer group (spec.weights per layer_groups, K groups) or per module class
+    (per module_classes, 4): a merge takes K x N weights, group-major, and merges each tensor
+    with its group's (merger.layers); `plan`, `prepare` and `check_group` read one group's N
+    weights, `check_weights` and `merge_into` all of them. With one group (per model) the two
+    are the same.
     """
 
     name: ClassVar[str]
@@ -102,15 +103,25 @@ class MergeMethod:
         self.values = self._check_parameters(dict(parameters or {}))
         self.generator: torch.Generator | None = None  # random methods: None draws from torch's global RNG
         self.n_groups = spec.weights.n_groups
-        self.group_of: dict[str, int] = {}  # tensor -> layer group (empty: one group)
-        if self.n_groups > 1:
-            layers = layer_count(pool.config_dir, pool.tensor_names)
-            if self.n_groups > layers:
-                raise MethodError(f"weights in {self.n_groups} layer groups, but the models of pool "
-                                  f"{pool.spec.name!r} have {layers} layer(s)")
-            self.group_of = tensor_groups(pool.tensor_names, layers, self.n_groups)
+        self.group_of = self._tensor_groups()  # tensor -> its weight vector (empty: one group)
         # Per pool segment: its runs of tensors of one group, as (group, first, end) element ranges.
         self._runs = [group_runs(segment, self.group_of) for segment in pool.segments]
+
+    def _tensor_groups(self) -> dict[str, int]:
+        """Each pool tensor's group: its module class, its layer group, or none (per model)."""
+        names, layout = self.pool.tensor_names, self.spec.weights
+        if layout.per == "module_classes":
+            try:
+                return tensor_module_classes(names)
+            except MethodError as error:
+                raise MethodError(f"pool {self.pool.spec.name!r}: {error}") from None
+        if self.n_groups == 1:
+            return {}
+        layers = layer_count(self.pool.config_dir, names)
+        if self.n_groups > layers:
+            raise MethodError(f"weights in {self.n_groups} layer groups, but the models of pool "
+                              f"{self.pool.spec.name!r} have {layers} layer(s)")
+        return tensor_groups(names, layers, self.n_groups)
 
     def _check_parameters(self, given: dict[str, Any]) -> dict[str, Any]:
         """Each settable parameter's value: a scalar, or for per-input ones a list (one per checkpoint)."""
@@ -172,7 +183,7 @@ class MergeMethod:
         merge_planned(self.pool, plan, name, out, scratch, self.generator)
 
     def check_weights(self, weights: Sequence[float]) -> list[float]:
-        """`check_group` on each layer group's weights (K x N, group-major), concatenated."""
+        """`check_group` on each group's weights (K x N, group-major), concatenated."""
         if self.n_groups == 1:
             return self.check_group(weights)
         return [x for g, w in enumerate(self.split(weights)) for x in self._check_in_group(w, g)]
@@ -181,22 +192,23 @@ class MergeMethod:
         try:
             return self.check_group(w)
         except WeightsError as error:
-            raise WeightsError(f"layer group {group}: {error}") from None
+            raise WeightsError(f"{self.spec.weights.group_label(group)}: {error}") from None
 
     def split(self, weights: Sequence[float]) -> list[list[float]]:
-        """Weights cut into their layer groups (one list of N per group), not checked otherwise."""
+        """Weights cut into their groups (layer groups or module classes: one list of N per
+        group), not checked otherwise."""
         w, n = list(weights), len(self.pool)
         if self.n_groups == 1:
             return [w]
         if len(w) != n * self.n_groups:
-            raise WeightsError(f"got {len(w)} weights for {self.n_groups} layer groups x the {n} checkpoints "
-                               f"of pool {self.pool.spec.name!r}: {n * self.n_groups} expected")
+            raise WeightsError(f"got {len(w)} weights for {self.n_groups} {self.spec.weights.groups_word} x the {n} "
+                               f"checkpoints of pool {self.pool.spec.name!r}: {n * self.n_groups} expected")
         return [w[g * n:(g + 1) * n] for g in range(self.n_groups)]
 
     def layer_ranges(self) -> list[tuple[int, int]]:
-        """[start, end) layers of each group (one group: every layer)."""
+        """[start, end) layers of each layer group (per model or module class: every layer, once)."""
         layers = layer_count(self.pool.config_dir, self.pool.tensor_names)
-        return group_ranges(layers, self.n_groups) if self.n_groups > 1 else [(0, layers)]
+        return group_ranges(layers, self.n_groups) if self.spec.weights.per == "layer_groups" else [(0, layers)]
 
     def check_group(self, weights: Sequence[float]) -> list[float]:
         """One finite weight per checkpoint; on the simplex (clipped, renormalized) when spec.normalize."""
@@ -237,7 +249,7 @@ class MergeMethod:
 
         Where `out` lays a segment's tensors out like the pool does (merger.segments), the
         segment is merged as one tensor: one kernel call instead of one per tensor (per layer
-        group: one per run of the segment's tensors in one group)."""
+        group or module class: one per run of the segment's tensors in one group)."""
         prepared = [self.prepare(w) for w in self.split(weights)]  # prepare checks each group
         check_outputs(self.pool, out)
         scratch = scratch if scratch is not None else self.scratch

@@ -68,3 +68,35 @@ def test_export_of_a_grouped_trial_reproduces_with_its_mergekit_config(grouped_r
     rerun = merge_config(out / "mergekit.yaml", tmp_path / "rerun")
     a, b = load_file(str(out / "model.safetensors")), load_file(str(rerun / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# -- weights per module class: the same path, 4 x N weights --------------------------------
+
+
+@pytest.fixture(scope="module")
+def class_run(recycling_pool, tmp_path_factory):
+    spec = SearchSpec(pool=recycling_pool.pool, tasks=recycling_pool.tasks, left_out_tasks=recycling_pool.left_out_tasks,
+                      strategy="tpe", budget=len(recycling_pool.pool.checkpoints) + 4, concurrency=2, seed=2,
+                      merge={"weights": {"per": "module_classes"}}, report_every_trial=False)
+    out = tmp_path_factory.mktemp("classes")
+    driver = run_search(spec, "classes", out / "trials.jsonl", workers=2)
+    return spec, driver.store.results("classes")
+
+
+def test_a_search_per_module_class_runs_end_to_end(class_run, tmp_path):
+    spec, results = class_run
+    n = len(spec.pool.names)
+    assert len(results) == spec.budget and all(r.status is TrialStatus.ok for r in results), [r.error for r in results]
+    own = [r for r in results if r.proposal.source.kind == "tpe"]
+    assert own and all(len(r.proposal.weights) == 4 * n for r in results)
+    varied = [r for r in own if not np.allclose(np.reshape(r.proposal.weights, (4, n)), r.proposal.weights[:n])]
+    assert varied  # the classes are searched apart
+    text = io.StringIO()
+    print_front(results, spec, Console(file=text, width=400))
+    assert "weights (mean of 4 module classes)" in text.getvalue()
+    out = export_trial("classes", spec, varied[0], tmp_path / "export")
+    weights = [model["parameters"]["weight"] for model in yaml.safe_load((out / "mergekit.yaml").read_text())["models"]]
+    assert ["attn", "mlp"] in ([c["filter"] for c in w][-2:] for w in weights if isinstance(w, list))
+    rerun = merge_config(out / "mergekit.yaml", tmp_path / "rerun")
+    a, b = load_file(str(out / "model.safetensors")), load_file(str(rerun / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -26,14 +26,14 @@ def macro(result: TrialResult, normalization: Normalization, split: str) -> floa
 
 
 def weights_text(result: TrialResult, spec: SearchSpec) -> str:
-    """Each checkpoint's weight; per layer group, its mean over the groups (the column title says so)."""
+    """Each checkpoint's weight; per layer group or module class, its mean over them (the column title says so)."""
     weights = spec.merge.weights.mean_by_checkpoint(spec.pool.names, result.proposal.weights)
     return " ".join(f"{name}={w:.2f}" for name, w in weights.items() if abs(w) > 0.005)
 
 
 def weights_title(spec: SearchSpec) -> str:
-    groups = spec.merge.weights.n_groups
-    return f"weights (mean of {groups} layer groups)" if groups > 1 else "weights"
+    layout = spec.merge.weights
+    return f"weights (mean of {layout.n_groups} {layout.groups_word})" if layout.n_groups > 1 else "weights"
 
 
 def print_front(results: list[TrialResult], spec: SearchSpec, console: Console | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Searches with weights per layer group through the API: bad layouts refused, the view and the page's weights."""
+"""Searches with weights per layer group or module class through the API: bad layouts refused, the view and the page's weights."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def test_bad_layouts_are_refused_with_a_json_error_and_nothing_is_stored(client,
         ({"per": "attention_heads", "groups": 2}, "per"),
         ({"per": "model", "groups": 2}, "weights.groups is for per: layer_groups"),
         ({"per": "layer_groups", "groups": layers + 1}, f"have {layers} layer"),
+        ({"per": "module_classes", "groups": 4}, "per: module_classes has one weight vector per module class"),
     ]:
         response = client.post("/v1/searches", json=grouped(body, weights), headers=AUTH)
         assert response.status_code == 422, (weights, response.json)
@@ -40,6 +41,11 @@ def test_bad_layouts_are_refused_with_a_json_error_and_nothing_is_stored(client,
     assert created.json["weight_groups"] == layers and created.json["checkpoints"] == demo_pool.pool.names
     stored = store.get_search(created.json["id"])
     assert stored.merge.weights.n_groups == layers
+
+    created = client.post("/v1/searches", json=grouped(body, {"per": "module_classes"}), headers=AUTH)
+    assert created.status_code == 201, created.json
+    assert created.json["weight_groups"] == 4
+    assert store.get_search(created.json["id"]).merge.weights.per == "module_classes"
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")

@@ -20,7 +20,7 @@ import transformers
 import yaml
 from safetensors.torch import load_file
 
-from contracts.models import MergeSpec
+from contracts.models import MergeSpec, WeightLayout
 from merger import CheckpointPool, exact, export_merge
 from merger.config_merge import merge_config
 from merger_fixtures import spec_of
@@ -29,6 +29,7 @@ from mergekit_reference import run_mergekit
 LLAMA = dict(hidden_size=64, intermediate_size=160, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
              vocab_size=320, max_position_embeddings=64, tie_word_embeddings=True)
 DRAWS = {"linear": 6, "task_arithmetic": 5, "ties": 5}
+BY_CLASS = WeightLayout(per="module_classes")  # embeddings, attention, mlp, norms: 4 x 4 weights on the bf16 pool
 
 
 def build_pool(root: Path, dtype: torch.dtype, n: int) -> list[Path]:
@@ -175,11 +176,36 @@ def search_exports(pools, work: Path) -> list[str]:
                                      [0.0, 1.1, 0.5, 0.8], {"density": 0.4, "normalize": False, "lambda": 0.8}),
         "export-task-arithmetic-method": (MergeSpec(method="task_arithmetic", normalize=False, base="c1"),
                                           [0.3, 0.0, 0.6, -0.4], None),
+        **module_class_exports(),
     }
     with CheckpointPool.open(spec_of(pools["bf16"])) as pool:
         for name, (spec, weights, parameters) in specs.items():
             export_merge(pool, spec, weights, work / f"rc-{name}", parameters=parameters)
     return list(specs)
+
+
+def module_class_exports() -> dict:
+    """Weights per module class: written as {filter, value} conditions (mergekit has no slices for them)."""
+    return {
+        "export-module-classes": (MergeSpec(weights=BY_CLASS),
+                                  [0.7, 0.2, 0.9, 0.4, 0.1, 0.1, 0.1, 0.7, 0.3, 0.3, 0.2, 0.2, 0.0, 0.5, 0.5, 1.0], None),
+        "export-module-classes-task-arithmetic": (MergeSpec(normalize=False, base="c0", weights=BY_CLASS),
+                                                  [0.0, 0.6, -0.3, 1.2, 0.0, 0.2, 0.2, 0.2, 0.0, 1.0, 0.0, 0.0,
+                                                   0.0, -0.1, 0.4, 0.3], None),
+    }
+
+
+def test_module_class_exports_rerun_bit_for_bit_with_recycle_merge_config(pools, tmp_path):
+    """The Llama's filters, and `recycle merge --config` on them giving the export's tensors."""
+    with CheckpointPool.open(spec_of(pools["bf16"])) as pool:
+        for name, (spec, weights, _) in module_class_exports().items():
+            exported = export_merge(pool, spec, weights, tmp_path / name)
+            config = yaml.safe_load((exported / "mergekit.yaml").read_text())
+            filters = [c["filter"] for c in config["models"][-1]["parameters"]["weight"]]
+            assert filters == ["norm", "embed_tokens", "self_attn", "mlp"], name  # tied: no lm_head
+            rerun = read_dir(merge_config(exported / "mergekit.yaml", tmp_path / f"{name}-rerun"))
+            ours = read_dir(exported)
+            assert ours.keys() == rerun.keys() and all(torch.equal(ours[k], rerun[k]) for k in ours), name
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +216,7 @@ def drawn(merged):
 def test_exports_reproduce_bit_for_bit_with_mergekit(merged):
     """mergekit-yaml on the mergekit.yaml an export wrote gives the export's tensors, every method."""
     exports = {name: case for name, case in merged.items() if case[0] == "export"}
-    assert len(exports) == 6
+    assert len(exports) == 8
     for name, (_, _, ours, theirs) in exports.items():
         assert theirs and set(theirs) <= set(ours), name
         for tensor, want in theirs.items():
