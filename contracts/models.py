@@ -367,6 +367,6 @@ class SearchSpec(SearchOptions):
     def _proposals_fit(self) -> "SearchSpec":
         total = self.merge.weights.n_groups * len(self.pool.checkpoints)
         if total > MAX_PROPOSAL_WEIGHTS:
-            raise ValueError(f"{self.merge.weights.n_groups} layer groups x {len(self.pool.checkpoints)} checkpoints = "
+            raise ValueError(f"{self.merge.weights.n_groups} {self.merge.weights.groups_word} x {len(self.pool.checkpoints)} checkpoints = "
                              f"{total} weights per proposal, more than {MAX_PROPOSAL_WEIGHTS}")
         return self
