@@ -171,6 +171,16 @@ def summarize(runs: list[dict]) -> list[dict]:
     return lines
 
 
+def effort(runs: list[dict]) -> dict[str, dict]:
+    """Per objective of OBJECTIVES: stored runs, their wall minutes, and the seeds every peer has."""
+    out = {}
+    for name in OBJECTIVES:
+        mine = [r for r in runs if r["objective"] == name]
+        whole = {line["n_seeds"] for line in summarize(mine)} if mine else set()
+        out[name] = {"runs": len(mine), "minutes": sum(r["seconds"] for r in mine) / 60, "whole_seeds": max(whole, default=0)}
+    return out
+
+
 def ask_latency(told: int = 1000, asks: int = 20) -> dict:
     """The default's propose() time once `told` results are in (the proposer's hot path)."""
     objective = Synthetic(n_checkpoints=16)
@@ -227,12 +237,16 @@ def main() -> None:
     parser.add_argument("--pool-cache", default=str(ROOT / ".cache" / "bench-search" / "demo"), help="the tiny pool's")
     parser.add_argument("--peers", nargs="+", choices=[p.label for p in PEERS], default=[p.label for p in PEERS],
                         help="random always runs: the ratios need it")
-    parser.add_argument("--runs", default=None, help="JSON lines of finished runs (default: .cache/bench-search/runs*.jsonl)")
+    parser.add_argument("--runs", default=None, help="JSON lines of finished runs (default: docs/results/search-runs.jsonl; "
+                        "--quick: .cache/bench-search/runs-quick.jsonl)")
     parser.add_argument("--summarize", action="store_true", help="only summarize the stored runs")
     parser.add_argument("--docs", default=None, help="write the figures as markdown here")
     args = parser.parse_args()
     peers = [p for p in PEERS if p.label in args.peers or p.label == "random"]
-    runs_path = Path(args.runs or ROOT / ".cache" / "bench-search" / ("runs-quick.jsonl" if args.quick else "runs.jsonl"))
+    # The full benchmark's runs are kept beside its document (the figures can be summarized again
+    # from a fresh clone); --quick's in the cache.
+    runs_path = Path(args.runs or (ROOT / ".cache" / "bench-search" / "runs-quick.jsonl" if args.quick
+                                   else ROOT / "docs" / "results" / "search-runs.jsonl"))
     runs_path.parent.mkdir(parents=True, exist_ok=True)
     runs = load_runs(runs_path)
     if not args.summarize:
@@ -259,7 +273,8 @@ def main() -> None:
     if args.docs:
         seeds = {"tuning": TUNING_SEEDS, "report": REPORT_SEEDS, "pool_report": POOL_REPORT_SEEDS,
                  "recycling_pool": RECYCLING_POOL_SEED}
-        write_docs(Path(args.docs), lines, extras, "python bench/search.py " + " ".join(sys.argv[1:]), seeds)
+        write_docs(Path(args.docs), lines, extras, "python bench/search.py " + " ".join(sys.argv[1:]), seeds,
+                   effort(runs))
 
 
 if __name__ == "__main__":
