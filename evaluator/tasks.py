@@ -150,30 +150,29 @@ class MultipleChoice(Task):
             raise TaskDataError(f"{where}: \"answer\" must be an index into choices")
 
     def _encode(self, row: dict) -> tuple[list[list[int]], list[int], int]:
-        """Token ids of context+choice per choice, and where each choice starts."""
+        """Token ids of context+choice per choice, and where each choice starts. A context too long
+        for the window is cut from the left once per question, to fit the longest choice: every
+        choice is judged on the same context (and scoring runs that context once)."""
         context = self.tokenizer(row["context"], add_special_tokens=False)["input_ids"]
-        sequences, starts = [], []
-        for choice in row["choices"]:
-            continuation = self.tokenizer(choice, add_special_tokens=False)["input_ids"]
-            # Keep the end: the continuation must fit, the context is cut from the left.
-            sequence = (context + continuation)[-self.seq_len :]
-            sequences.append(sequence)
-            starts.append(max(1, len(sequence) - len(continuation)))
-        return sequences, starts, row["answer"]
+        continuations = [self.tokenizer(choice, add_special_tokens=False)["input_ids"][-self.seq_len + 1:]
+                         for choice in row["choices"]]
+        keep = self.seq_len - max(len(c) for c in continuations)  # at least 1
+        context = context[max(0, len(context) - keep):]
+        # No context: a choice's first token has nothing to be predicted from, and is not scored.
+        return [context + c for c in continuations], [max(1, len(context))] * len(continuations), row["answer"]
 
     @torch.inference_mode()
     def _per_item(self, model, split: str) -> tuple[np.ndarray, np.ndarray]:
         items = self.items[split]
-        # Every choice of every question is one row; whole questions are packed into forwards
-        # of up to batch_size rows: few wide forwards instead of one narrow forward per question.
-        rows = [(q, sequence, start) for q, (sequences, starts, _) in enumerate(items) for sequence, start in zip(sequences, starts)]
-        totals = np.empty(len(rows))
-        first = 0
-        while first < len(rows):
-            last = first + max(self.spec.batch_size, 1)
-            while last < len(rows) and rows[last][0] == rows[last - 1][0]:  # keep a question's choices together
+        # Whole questions are packed into forwards of up to batch_size choices (a question's
+        # choices kept together): few wide forwards instead of one narrow forward per question.
+        totals, first = [], 0
+        while first < len(items):
+            last, rows = first, 0
+            while last < len(items) and rows < max(self.spec.batch_size, 1):
+                rows += len(items[last][0])
                 last += 1
-            totals[first:last] = self._continuation_logprobs(model, rows[first:last])
+            totals += self._choice_logprobs(model, [(sequences, starts) for sequences, starts, _ in items[first:last]])
             first = last
         correct, row = [], 0
         for sequences, _, answer in items:
@@ -182,15 +181,48 @@ class MultipleChoice(Task):
             row += len(sequences)
         return np.array(correct), np.ones(len(correct))
 
+    def _choice_logprobs(self, model, questions) -> list[float]:
+        """Summed log-probability of each choice's continuation, question by question. A question's
+        choices share its context: that prefix runs once, and each choice runs only its own tokens
+        on the prefix's keys and values (with 2 choices, about half the work of running each whole).
+        The prefix ends where the first continuation starts or the choices first differ."""
+        shared = [min(min(starts), common_prefix(sequences)) for sequences, starts in questions]
+        if min(shared) == 0:  # a question with no context may share nothing: run every choice whole
+            return self._continuation_logprobs(model, [(q, sequence, start) for q, (sequences, starts) in enumerate(questions)
+                                                       for sequence, start in zip(sequences, starts)])
+        device = model.device
+        # 1. The prefixes, right-padded (padding follows every real token: under the causal mask it
+        #    changes none of theirs); their keys and values, and the logits at each one's last token.
+        ids, mask = padded([sequences[0][:n] for (sequences, _), n in zip(questions, shared)])
+        ends = torch.tensor(shared) - 1
+        kept = torch.unique(ends)  # the positions whose logits are needed (few: contexts are mostly full)
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=True, logits_to_keep=kept.to(device))
+        at_end = out.logits[torch.arange(len(questions), device=device), torch.searchsorted(kept, ends).to(device)]
+        at_end = at_end.float().log_softmax(-1)
+        # 2. Each choice's own tokens, after its question's prefix, on that prefix's keys and values.
+        owners = [q for q, (sequences, _) in enumerate(questions) for _ in sequences]
+        cache = out.cache
+        cache.batch_select_indices(torch.tensor(owners, device=device))
+        rows = [(q, sequence[shared[q]:], start - shared[q]) for q, (sequences, starts) in enumerate(questions)
+                for sequence, start in zip(sequences, starts)]
+        own, own_mask = padded([tokens for _, tokens, _ in rows])
+        positions = torch.zeros_like(own)  # padding's positions: any valid one (nothing attends to it)
+        for r, (q, tokens, _) in enumerate(rows):
+            positions[r, : len(tokens)] = torch.arange(shared[q], shared[q] + len(tokens))
+        attention = torch.cat([mask[owners], own_mask], dim=1)  # prefix (with its padding) then own tokens
+        logprobs = model(input_ids=own.to(device), attention_mask=attention.to(device), position_ids=positions.to(device),
+                         cache=cache).logits.float().log_softmax(-1)
+        totals = []
+        for r, (q, tokens, first) in enumerate(rows):
+            # Own token j is predicted by own position j - 1, the first by the prefix's last logits.
+            total = at_end[q, tokens[0]].item() if first == 0 else 0.0
+            j = torch.arange(max(first, 1), len(tokens), device=logprobs.device)
+            totals.append(total + logprobs[r, j - 1, own[r, j].to(logprobs.device)].sum().item())
+        return totals
+
     def _continuation_logprobs(self, model, rows) -> list[float]:
-        """Summed log-probability of each row's continuation (right-padded batch: padding follows
-        every real token, so under the causal mask it changes none of their logits)."""
-        width = max(len(sequence) for _, sequence, _ in rows)
-        ids = torch.zeros(len(rows), width, dtype=torch.long)
-        attention = torch.zeros_like(ids)
-        for i, (_, sequence, _) in enumerate(rows):
-            ids[i, : len(sequence)] = torch.tensor(sequence)
-            attention[i, : len(sequence)] = 1
+        """Summed log-probability of each row's continuation, each row run whole (right-padded batch)."""
+        ids, attention = padded([sequence for _, sequence, _ in rows])
         ids, attention = ids.to(model.device), attention.to(model.device)
         logprobs = model(input_ids=ids, attention_mask=attention).logits.float().log_softmax(-1)
         totals = []
@@ -198,6 +230,25 @@ class MultipleChoice(Task):
             positions = torch.arange(start, len(sequence), device=ids.device)
             totals.append(logprobs[i, positions - 1, ids[i, positions]].sum().item())
         return totals
+
+
+def common_prefix(sequences: list[list[int]]) -> int:
+    """How many leading tokens every sequence shares."""
+    n = min(len(sequence) for sequence in sequences)
+    for i in range(n):
+        if any(sequence[i] != sequences[0][i] for sequence in sequences[1:]):
+            return i
+    return n
+
+
+def padded(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids right-padded with 0 into one tensor, and the mask of the real tokens."""
+    ids = torch.zeros(len(sequences), max(len(s) for s in sequences), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, sequence in enumerate(sequences):
+        ids[i, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        mask[i, : len(sequence)] = 1
+    return ids, mask
 
 
 def lm_eval_task(spec: TaskSpec, tokenizer, max_positions: int) -> Task:

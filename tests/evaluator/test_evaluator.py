@@ -145,6 +145,40 @@ def test_multiple_choice_accuracy(demo_pool, tmp_path, batch_size):
     assert spec.direction.value == "maximize"
 
 
+@pytest.mark.parametrize("architecture", ["gpt2", "llama"])
+def test_choices_scored_on_their_shared_context_match_each_choice_run_whole(demo_pool, tmp_path, architecture):
+    """The context runs once per question and each choice on its keys and values: the same
+    log-probabilities as running every choice whole, for absolute (GPT-2) and rotary (Llama)
+    positions, ragged contexts and choices, choices sharing first tokens, 2-4 choices; a batch
+    holding a question with no context (nothing shared) runs whole."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if architecture == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=97, n_positions=64))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                                             num_key_value_heads=2, vocab_size=97, max_position_embeddings=64))
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(demo_pool.pool.checkpoints[0].path)
+    path = tmp_path / "mc.jsonl"
+    path.write_text("".join(json.dumps({"context": f"a{i}", "choices": ["b", "c"], "answer": 0}) + "\n" for i in range(20)))
+    task = MultipleChoice(TaskSpec(name="mc", kind="multiple_choice", path=str(path)), tokenizer, 64)
+    draw = random.Random(1)
+    questions = []
+    for _ in range(12):
+        context = [draw.randrange(97) for _ in range(draw.randint(1, 30))]
+        shared_start = [draw.randrange(97) for _ in range(draw.randint(0, 2))]  # choices may begin alike
+        choices = [shared_start + [draw.randrange(97) for _ in range(draw.randint(1, 6))] for _ in range(draw.randint(2, 4))]
+        questions.append(([context + c for c in choices], [len(context)] * len(choices)))
+    whole = lambda qs: task._continuation_logprobs(  # noqa: E731
+        model, [(q, s, st) for q, (ss, sts) in enumerate(qs) for s, st in zip(ss, sts)])
+    with torch.inference_mode():
+        assert task._choice_logprobs(model, questions) == pytest.approx(whole(questions), rel=1e-5, abs=1e-4)
+        no_context = [([[5, 6, 7], [8, 9]], [1, 1])] + questions[:3]
+        assert task._choice_logprobs(model, no_context) == whole(no_context)
+
+
 @pytest.mark.parametrize(
     "content, words",
     [
