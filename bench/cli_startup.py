@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from machine import describe
+from machine import commit_of, describe
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "transformers", "matplotlib", "flask", "celery", "numpy", "pydantic")
@@ -51,15 +51,9 @@ def measure(label: str, tree: Path, runs: int) -> dict:
     times = [once(tree)[0] for _ in range(runs)]
     _, stderr = once(tree, importtime=True)
     heavy = next((line.split("=", 1)[1] for line in stderr.splitlines() if line.startswith("HEAVY=")), "")
-    return {"tree": label, "commit": commit_of(tree), "runs": runs, "median_s": round(statistics.median(times), 3),
+    return {"tree": label, "commit": commit_of(tree, ("recycle",)), "runs": runs, "median_s": round(statistics.median(times), 3),
             "min_s": round(min(times), 3), "heavy_imports": heavy.split(",") if heavy else [],
             "slowest_imports_s": [[n, round(s, 3)] for n, s in slowest_imports(stderr)]}
-
-
-def commit_of(tree: Path) -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=tree)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "recycle"], capture_output=True, text=True, cwd=tree).stdout
-    return done.stdout.strip() + ("+changes" if dirty.strip() else "")
 
 
 def markdown(rows: list[dict], runs: int) -> str:

@@ -1,9 +1,10 @@
-"""The machine a benchmark ran on, as its results documents name it."""
+"""What a benchmark ran on, as its results name it: the machine, and the commit of the code."""
 
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 
@@ -18,3 +19,11 @@ def describe(python: bool = False, load: bool = False) -> str:
     if python:
         parts.append(f"Python {platform.python_version()}")
     return ", ".join(parts)
+
+
+def commit_of(tree: Path, paths: tuple[str, ...] = ()) -> str:
+    """The tree's commit, short, with "+changes" when it (or `paths` in it) has uncommitted changes."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=tree).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *paths], capture_output=True,
+                           text=True, cwd=tree).stdout.strip()
+    return (head or "unknown") + ("+changes" if dirty else "")

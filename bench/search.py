@@ -52,6 +52,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import commit_of  # noqa: E402
 from search_design import simplex_coordinates, tpe_candidates  # noqa: E402
 from search_objectives import RecyclingPool, Synthetic, TinyPool  # noqa: E402
 from search_peers import PEERS, OptunaStrategy, Peer  # noqa: E402
@@ -172,12 +173,13 @@ def summarize(runs: list[dict]) -> list[dict]:
 
 
 def effort(runs: list[dict]) -> dict[str, dict]:
-    """Per objective of OBJECTIVES: stored runs, their wall minutes, and the seeds every peer has."""
+    """Per objective of OBJECTIVES: stored runs, their wall minutes, the seeds every peer has, the commits run."""
     out = {}
     for name in OBJECTIVES:
         mine = [r for r in runs if r["objective"] == name]
         whole = {line["n_seeds"] for line in summarize(mine)} if mine else set()
-        out[name] = {"runs": len(mine), "minutes": sum(r["seconds"] for r in mine) / 60, "whole_seeds": max(whole, default=0)}
+        out[name] = {"runs": len(mine), "minutes": sum(r["seconds"] for r in mine) / 60, "whole_seeds": max(whole, default=0),
+                     "commits": sorted({r.get("commit", "not recorded") for r in mine})}
     return out
 
 
@@ -204,14 +206,16 @@ def load_runs(path: Path) -> list[dict]:
 
 
 def benchmark(objective, peers, seeds, budget: int, runs_path: Path, runs: list[dict]) -> None:
-    """Seed by seed, every peer (so a stopped benchmark has whole seeds); runs already stored are skipped."""
+    """Seed by seed, every peer (so a stopped benchmark has whole seeds); runs already stored are skipped.
+    Each run records the commit it ran (runs resumed later may come from other code: check before mixing)."""
+    commit = commit_of(ROOT)
     done = {(r["objective"], r["peer"], r["seed"], r["budget"]) for r in runs}
     for seed in seeds:
         for peer in peers:
             if (objective.name, peer.label, seed, budget) in done:
                 continue
             started = time.perf_counter()
-            record = {"objective": objective.name, "peer": peer.label, "seed": seed, "budget": budget,
+            record = {"objective": objective.name, "peer": peer.label, "seed": seed, "budget": budget, "commit": commit,
                       **run_search(objective, peer, budget, seed), "seconds": time.perf_counter() - started}
             runs.append(record)
             with runs_path.open("a") as f:

@@ -74,7 +74,7 @@ def effort_lines(effort: dict) -> list[str]:
     if not effort:
         return []
     cost = "; ".join(f"{name}: {e['runs']} runs, {e['minutes']:.0f} min of searching, {e['whole_seeds']} whole seeds"
-                     for name, e in effort.items())
+                     + (f" (commits {', '.join(e['commits'])})" if e.get("commits") else "") for name, e in effort.items())
     return [f"Time spent (wall, summed over runs; processes shared the cores): {cost}. An objective with no whole "
             "seed has no table below."]
 
