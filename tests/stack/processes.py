@@ -65,10 +65,22 @@ class Stack:
 
 
 def children(pid: int) -> list[int]:
+    """Live children only: a child killed a moment ago stays listed, a zombie, until its parent
+    reaps it (a fresh-clone run froze such a one and found it gone when it came to kill it)."""
     try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        listed = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except (FileNotFoundError, ProcessLookupError):
         return []
+    return [child for child in listed if process_state(child) not in ("Z", "X", None)]
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of /proc/<pid>/stat (R, S, T, Z...), None when the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return stat.rpartition(")")[2].split()[0]  # after the command name, which may hold spaces
 
 
 class RedisServer:
