@@ -169,10 +169,13 @@ class FaultStack(Stack):
         return mine[-1][1] if mine and mine[-1][0] == "started" else None
 
     def freeze_mid_trial(self, names: list[str], search_id: str, whole: bool = False,
-                         timeout: float = 120) -> tuple[str, int, str]:
+                         timeout: float = 120, killed: frozenset[int] = frozenset()) -> tuple[str, int, str]:
         """SIGSTOP a worker (its pool process, or the whole worker) caught inside a trial of
         `search_id`: its log says the trial started and it has not published, and nothing
-        on the results stream answers that trial. Returns (worker, pool pid, trial id)."""
+        on the results stream answers that trial. Returns (worker, pool pid, trial id).
+        `killed`: pids already SIGKILLed, never picked again (one caught in uninterruptible
+        I/O dies late, still listed and its trial still "started": a fresh-clone run froze
+        such a one again and found it gone when it came to kill it)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
@@ -181,6 +184,8 @@ class FaultStack(Stack):
                 if len(pids) != 1:
                     continue
                 pid = pids[0]
+                if pid in killed:
+                    continue
                 trial = self.running_trial(name, pid)
                 if not trial or not trial.startswith(search_id):
                     continue
@@ -253,7 +258,8 @@ def worker_kills(stack: FaultStack, pool_id: str, tasks, kills: int = 10, whole_
         if stack.recorded(search_id) >= budget:
             raise AssertionError(f"the search ran out of budget after {len(done)} kills")
         # Only workers whose pool process is up: a restarted one may still be importing.
-        name, pid, trial = stack.freeze_mid_trial(stack.workers, search_id, whole=whole)
+        name, pid, trial = stack.freeze_mid_trial(stack.workers, search_id, whole=whole,
+                                                  killed=frozenset(k.pid for k in done))
         wall = time.time()
         if whole:
             stack.kill(name)  # SIGKILL to the process group: main process and pool
