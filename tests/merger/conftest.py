@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from merger_fixtures import save_gpt2, save_raw, save_tokenizer
+from merger_fixtures import save_gpt2, save_raw, save_tokenizer, spec_of
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +52,12 @@ def raw_files(tmp_path_factory) -> list[Path]:
             )
         )
     return files
+
+
+@pytest.fixture
+def gpt2_pool(gpt2_dirs):
+    """The GPT-2 checkpoints of gpt2_dirs, opened as one pool."""
+    from merger import CheckpointPool
+
+    with CheckpointPool.open(spec_of(gpt2_dirs)) as pool:
+        yield pool

@@ -53,3 +53,12 @@ def save_raw(path: Path, tensors: dict[str, torch.Tensor]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path))
     return path
+
+
+def merged(pool, spec, weights) -> dict:
+    """One in-place merge of `pool` under `spec`, the outputs copied out (name -> tensor)."""
+    from merger import allocate_outputs, make_method
+
+    out = allocate_outputs(pool)
+    make_method(pool, spec).merge_into(weights, out)
+    return {name: t.clone() for name, t in out.items()}

@@ -12,7 +12,7 @@ from merger import CheckpointPool, MethodError, WeightsError, allocate_outputs, 
 from merger.config_merge import merge_config
 from merger.layers import group_ranges, group_runs, tensor_groups
 from merger.segments import Segment
-from merger_fixtures import spec_of
+from merger_fixtures import merged, spec_of
 
 
 
@@ -67,18 +67,6 @@ def test_layout_validation_and_old_specs_load():
 
 
 # -- the in-place merge -----------------------------------------------------------------
-
-
-@pytest.fixture
-def gpt2_pool(gpt2_dirs):
-    with CheckpointPool.open(spec_of(gpt2_dirs)) as pool:
-        yield pool
-
-
-def merged(pool, spec, weights) -> dict[str, torch.Tensor]:
-    out = allocate_outputs(pool)
-    make_method(pool, spec).merge_into(weights, out)
-    return {name: t.clone() for name, t in out.items()}
 
 
 def test_grouped_merge_is_each_tensor_merged_with_its_groups_weights(gpt2_pool):

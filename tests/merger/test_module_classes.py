@@ -13,7 +13,7 @@ from merger import CheckpointPool, MethodError, WeightsError, allocate_outputs, 
 from merger.config_merge import merge_config
 from merger.export import module_class_filters
 from merger.layers import module_class, tensor_module_classes
-from merger_fixtures import spec_of
+from merger_fixtures import merged, spec_of
 
 CLASSES = WeightLayout.MODULE_CLASSES
 EMBEDDINGS, ATTENTION, MLP, NORMS = range(4)
@@ -92,18 +92,6 @@ def test_filters_fall_back_to_exact_names_where_parts_would_misfile_a_tensor():
 
 
 # -- the in-place merge -----------------------------------------------------------------
-
-
-@pytest.fixture
-def gpt2_pool(gpt2_dirs):
-    with CheckpointPool.open(spec_of(gpt2_dirs)) as pool:
-        yield pool
-
-
-def merged(pool, spec, weights) -> dict[str, torch.Tensor]:
-    out = allocate_outputs(pool)
-    make_method(pool, spec).merge_into(weights, out)
-    return {name: t.clone() for name, t in out.items()}
 
 
 PER_CLASS = [[0.6, 0.3, 0.1], [0.1, 0.1, 0.8], [0.2, 0.5, 0.3], [0.3, 0.3, 0.4]]  # embeddings, attention, mlp, norms
