@@ -169,13 +169,15 @@ class FaultStack(Stack):
         return mine[-1][1] if mine and mine[-1][0] == "started" else None
 
     def freeze_mid_trial(self, names: list[str], search_id: str, whole: bool = False,
-                         timeout: float = 120, killed: frozenset[int] = frozenset()) -> tuple[str, int, str]:
+                         timeout: float = 120, killed: frozenset[int] = frozenset(),
+                         spare: frozenset[str] = frozenset()) -> tuple[str, int, str]:
         """SIGSTOP a worker (its pool process, or the whole worker) caught inside a trial of
         `search_id`: its log says the trial started and it has not published, and nothing
         on the results stream answers that trial. Returns (worker, pool pid, trial id).
         `killed`: pids already SIGKILLed, never picked again (one caught in uninterruptible
         I/O dies late, still listed and its trial still "started": a fresh-clone run froze
-        such a one again and found it gone when it came to kill it)."""
+        such a one again and found it gone when it came to kill it). `spare`: trial ids not to
+        catch (a slow trial rerun after a kill would otherwise be caught again and again)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
@@ -187,7 +189,7 @@ class FaultStack(Stack):
                 if pid in killed:
                     continue
                 trial = self.running_trial(name, pid)
-                if not trial or not trial.startswith(search_id):
+                if not trial or not trial.startswith(search_id) or trial in spare:
                     continue
                 target = self.processes[name].pid
                 os.killpg(target, signal.SIGSTOP) if whole else os.kill(pid, signal.SIGSTOP)
@@ -259,7 +261,8 @@ def worker_kills(stack: FaultStack, pool_id: str, tasks, kills: int = 10, whole_
             raise AssertionError(f"the search ran out of budget after {len(done)} kills")
         # Only workers whose pool process is up: a restarted one may still be importing.
         name, pid, trial = stack.freeze_mid_trial(stack.workers, search_id, whole=whole,
-                                                  killed=frozenset(k.pid for k in done))
+                                                  killed=frozenset(k.pid for k in done),
+                                                  spare=frozenset(k.trial_id for k in done))
         wall = time.time()
         if whole:
             stack.kill(name)  # SIGKILL to the process group: main process and pool
