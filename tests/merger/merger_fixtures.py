@@ -62,3 +62,39 @@ def merged(pool, spec, weights) -> dict:
     out = allocate_outputs(pool)
     make_method(pool, spec).merge_into(weights, out)
     return {name: t.clone() for name, t in out.items()}
+
+
+def assert_mergekit_reproduces(cases: dict, tmp_path) -> None:
+    """Each case (name -> (checkpoint dirs, MergeSpec, weights)) exported by recycle, its
+    mergekit.yaml run by mergekit 0.1.5 (one process for all), the tensors equal bit for bit."""
+    import torch
+    from mergekit_reference import run_mergekit
+    from safetensors.torch import load_file
+
+    from merger import CheckpointPool, export_merge
+
+    jobs = []
+    for name, (dirs, spec, weights) in cases.items():
+        with CheckpointPool.open(spec_of(dirs)) as pool:
+            exported = export_merge(pool, spec, weights, tmp_path / name)
+        jobs.append({"config": str(exported / "mergekit.yaml"), "out": str(tmp_path / f"{name}-mergekit")})
+    run_mergekit(jobs, tmp_path)
+    for name in cases:
+        a = load_file(str(tmp_path / name / "model.safetensors"))
+        b = load_file(str(tmp_path / f"{name}-mergekit" / "model.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def assert_merged_per_group(pool, out: dict, group_of: dict, per_group: list) -> None:
+    """Every tensor of a grouped merge `out` is bit for bit the whole-model merge with its group's
+    weights (per_group[g]), and, floating ones, that weighted sum computed in float64."""
+    import torch
+
+    from contracts import MergeSpec
+
+    each = [merged(pool, MergeSpec(), w) for w in per_group]  # each group's weights, everywhere
+    for name in pool.tensor_names:
+        assert torch.equal(out[name], each[group_of[name]][name]), name
+        if pool.dtype(name).is_floating_point:
+            want = sum(c * pool.tensor(i, name).double() for i, c in enumerate(per_group[group_of[name]]))
+            torch.testing.assert_close(out[name].double(), want, rtol=1e-6, atol=1e-6)

@@ -12,7 +12,7 @@ from merger import CheckpointPool, MethodError, WeightsError, allocate_outputs, 
 from merger.config_merge import merge_config
 from merger.layers import group_ranges, group_runs, tensor_groups
 from merger.segments import Segment
-from merger_fixtures import merged, spec_of
+from merger_fixtures import assert_merged_per_group, assert_mergekit_reproduces, merged, spec_of
 
 
 
@@ -74,12 +74,7 @@ def test_grouped_merge_is_each_tensor_merged_with_its_groups_weights(gpt2_pool):
     out = merged(gpt2_pool, grouped(2), [w for group in per_group for w in group])
     groups = tensor_groups(gpt2_pool.tensor_names, 2, 2)
     assert set(groups.values()) == {0, 1}
-    by_group = [merged(gpt2_pool, MergeSpec(), w) for w in per_group]  # each group's weights, everywhere
-    for name in gpt2_pool.tensor_names:
-        assert torch.equal(out[name], by_group[groups[name]][name]), name
-        if gpt2_pool.dtype(name).is_floating_point:  # and the arithmetic itself, in float64
-            want = sum(c * gpt2_pool.tensor(i, name).double() for i, c in enumerate(per_group[groups[name]]))
-            torch.testing.assert_close(out[name].double(), want, rtol=1e-6, atol=1e-6)
+    assert_merged_per_group(gpt2_pool, out, groups, per_group)
 
 
 @pytest.mark.parametrize("path", ["fused", "eager"])
@@ -140,20 +135,9 @@ def test_export_writes_slices_that_recycle_merge_config_reproduces_bit_for_bit(g
 
 # run_mergekit creates the reference venv when missing (as tests/merger/test_mergekit_equality.py does).
 def test_mergekit_reproduces_grouped_exports_bit_for_bit(gpt2_dirs, gpt2_bf16_dirs, tmp_path):
-    from mergekit_reference import run_mergekit
-
     cases = {
         "linear": (gpt2_dirs, grouped(2), [0.6, 0.3, 0.1, 0.1, 0.1, 0.8]),
         "task-arithmetic": (gpt2_dirs, grouped(2, normalize=False, base="c1"), [0.7, 0.0, 0.2, 0.1, 0.0, 1.3]),
         "linear-bf16": (gpt2_bf16_dirs, grouped(2), [0.1, 0.2, 0.3, 0.4, 0.4, 0.3, 0.2, 0.1]),
     }
-    jobs = []
-    for name, (dirs, spec, weights) in cases.items():
-        with CheckpointPool.open(spec_of(dirs)) as pool:
-            exported = export_merge(pool, spec, weights, tmp_path / name)
-        jobs.append({"config": str(exported / "mergekit.yaml"), "out": str(tmp_path / f"{name}-mergekit")})
-    run_mergekit(jobs, tmp_path)
-    for name in cases:
-        a = load_file(str(tmp_path / name / "model.safetensors"))
-        b = load_file(str(tmp_path / f"{name}-mergekit" / "model.safetensors"))
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert_mergekit_reproduces(cases, tmp_path)

@@ -13,7 +13,7 @@ from merger import CheckpointPool, MethodError, WeightsError, allocate_outputs, 
 from merger.config_merge import merge_config
 from merger.export import module_class_filters
 from merger.layers import module_class, tensor_module_classes
-from merger_fixtures import merged, spec_of
+from merger_fixtures import assert_merged_per_group, assert_mergekit_reproduces, merged, spec_of
 
 CLASSES = WeightLayout.MODULE_CLASSES
 EMBEDDINGS, ATTENTION, MLP, NORMS = range(4)
@@ -102,11 +102,7 @@ def test_each_tensor_is_merged_with_its_classs_weights(gpt2_pool):
     out = merged(gpt2_pool, by_class(), WEIGHTS)
     classes = make_method(gpt2_pool, by_class()).group_of
     assert sorted(set(classes.values())) == [EMBEDDINGS, ATTENTION, MLP, NORMS]
-    each = [merged(gpt2_pool, MergeSpec(), w) for w in PER_CLASS]  # each class's weights, everywhere
-    for name in gpt2_pool.tensor_names:
-        assert torch.equal(out[name], each[classes[name]][name]), name
-        want = sum(c * gpt2_pool.tensor(i, name).double() for i, c in enumerate(PER_CLASS[classes[name]]))
-        torch.testing.assert_close(out[name].double(), want, rtol=1e-6, atol=1e-6)
+    assert_merged_per_group(gpt2_pool, out, classes, PER_CLASS)
 
 
 @pytest.mark.parametrize("path", ["fused", "eager"])
@@ -168,21 +164,10 @@ def test_a_parameter_equal_in_every_class_is_written_once(gpt2_pool, tmp_path):
 
 # run_mergekit creates the reference venv when missing (as tests/merger/test_mergekit_equality.py does).
 def test_mergekit_reproduces_module_class_exports_bit_for_bit(gpt2_dirs, gpt2_bf16_dirs, tmp_path):
-    from mergekit_reference import run_mergekit
-
     cases = {
         "linear": (gpt2_dirs, by_class(), WEIGHTS),
         "task-arithmetic": (gpt2_dirs, by_class(normalize=False, base="c1"),
                             [0.7, 0.0, 0.2, 0.1, 0.0, 1.3, -0.2, 0.0, 0.6, 0.4, 0.0, 0.4]),
         "linear-bf16": (gpt2_bf16_dirs, by_class(), [0.1, 0.2, 0.3, 0.4, 0.4, 0.3, 0.2, 0.1] * 2),
     }
-    jobs = []
-    for name, (dirs, spec, weights) in cases.items():
-        with CheckpointPool.open(spec_of(dirs)) as pool:
-            exported = export_merge(pool, spec, weights, tmp_path / name)
-        jobs.append({"config": str(exported / "mergekit.yaml"), "out": str(tmp_path / f"{name}-mergekit")})
-    run_mergekit(jobs, tmp_path)
-    for name in cases:
-        a = load_file(str(tmp_path / name / "model.safetensors"))
-        b = load_file(str(tmp_path / f"{name}-mergekit" / "model.safetensors"))
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert_mergekit_reproduces(cases, tmp_path)
