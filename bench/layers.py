@@ -44,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench.science import COMPARISONS, MemoEvaluators, _pool, interval, machine, search_and_judge  # noqa: E402
+from bench.machine import describe as machine  # noqa: E402
+from bench.science import COMPARISONS, MemoEvaluators, _pool, interval, search_and_judge  # noqa: E402
 from contracts import WeightLayout  # noqa: E402
 from recycle.commands.runs import demo_spec  # noqa: E402
 from recycle.local.heldout import HeldOutScorer  # noqa: E402

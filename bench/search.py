@@ -172,13 +172,14 @@ def summarize(runs: list[dict]) -> list[dict]:
     return lines
 
 
-def effort(runs: list[dict]) -> dict[str, dict]:
-    """Per objective of OBJECTIVES: stored runs, their wall minutes, the seeds every peer has, the commits run."""
+def effort(runs: list[dict], lines: list[dict]) -> dict[str, dict]:
+    """Per objective of OBJECTIVES: stored runs, their wall minutes, the seeds every peer has (from
+    summarize's `lines`), the commits run."""
     out = {}
     for name in OBJECTIVES:
         mine = [r for r in runs if r["objective"] == name]
-        whole = {line["n_seeds"] for line in summarize(mine)} if mine else set()
-        out[name] = {"runs": len(mine), "minutes": sum(r["seconds"] for r in mine) / 60, "whole_seeds": max(whole, default=0),
+        whole = max((line["n_seeds"] for line in lines if line["objective"] == name), default=0)
+        out[name] = {"runs": len(mine), "minutes": sum(r["seconds"] for r in mine) / 60, "whole_seeds": whole,
                      "commits": sorted({r.get("commit", "not recorded") for r in mine})}
     return out
 
@@ -278,7 +279,7 @@ def main() -> None:
         seeds = {"tuning": TUNING_SEEDS, "report": REPORT_SEEDS, "pool_report": POOL_REPORT_SEEDS,
                  "recycling_pool": RECYCLING_POOL_SEED}
         write_docs(Path(args.docs), lines, extras, "python bench/search.py " + " ".join(sys.argv[1:]), seeds,
-                   effort(runs))
+                   effort(runs, lines))
 
 
 if __name__ == "__main__":
