@@ -48,11 +48,14 @@ def activity(results, status: str, in_flight: int, now: float) -> dict:
 
 
 def search_view(store, search_id: str, spec, stale_after_s: float = LEASE_TTL_S) -> dict:
+    # The status before the history: the proposer records the last result, then marks the
+    # search completed, so a reader that saw "completed" then reads every result (read the
+    # other way round, a CI run saw "completed" with done 9 + failed 0 of 10).
+    status = store.get_status(search_id).value
     proposals, results = store.proposals(search_id), store.results(search_id)
     summary = summarize_search(spec, proposals, results, with_hypervolume=False)
     points = search_history(store, search_id, spec)["points"]  # its hypervolume is counted incrementally
     summary["hypervolume"] = points[-1]["hypervolume"] if points else None
-    status = store.get_status(search_id).value
     needed = n_anchor_trials(spec)
     settled = len({r.proposal.number for r in results if r.proposal.number < needed})
     return {
