@@ -244,10 +244,15 @@ def main() -> None:
                         help="random always runs: the ratios need it")
     parser.add_argument("--runs", default=None, help="JSON lines of finished runs (default: docs/results/search-runs.jsonl; "
                         "--quick: .cache/bench-search/runs-quick.jsonl)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="only these of each objective's report seeds (processes side by side split the seeds)")
     parser.add_argument("--summarize", action="store_true", help="only summarize the stored runs")
     parser.add_argument("--docs", default=None, help="write the figures as markdown here")
     args = parser.parse_args()
     peers = [p for p in PEERS if p.label in args.peers or p.label == "random"]
+    for name in args.objectives:
+        if args.seeds and not set(args.seeds) <= set(seeds := OBJECTIVES[name][1]):
+            parser.error(f"{name}'s report seeds are {seeds[0]}-{seeds[-1]}; --seeds {args.seeds} is not among them")
     # The full benchmark's runs are kept beside its document (the figures can be summarized again
     # from a fresh clone); --quick's in the cache.
     runs_path = Path(args.runs or (ROOT / ".cache" / "bench-search" / "runs-quick.jsonl" if args.quick
@@ -260,7 +265,8 @@ def main() -> None:
         else:
             for name in args.objectives:
                 make, seeds = OBJECTIVES[name]
-                benchmark(make(args), peers, seeds, max(BUDGETS), runs_path, runs)
+                benchmark(make(args), peers, [s for s in seeds if not args.seeds or s in args.seeds],
+                          max(BUDGETS), runs_path, runs)
         runs = load_runs(runs_path)  # with what other processes on this file have added
     lines = summarize(runs)
     for line in lines:
