@@ -48,7 +48,7 @@ bench-stack: $(STAMP)
 	$(BIN)/python bench/stack.py
 
 # Every objective, resumed from docs/results/search-runs.jsonl (what is stored is not run again): regenerates
-# docs/results/search.md. The recycling pool is the slow one (~2-3 min a 64-trial run on one core).
+# docs/results/search.md. The recycling pool is the slow one (~1-4 min a 64-trial run on one core, by machine).
 bench-search: $(STAMP)
 	$(BIN)/python bench/search.py --objectives synthetic tiny-pool recycling-pool --docs docs/results/search.md
 

@@ -64,9 +64,29 @@ def targets(lines: list[dict]) -> list[str]:
             out.append(f"- {objective}, {budget} trials: the default's gain {fmt(gain)} {verdict} the 1.2x target; "
                        + (f"peers with a higher mean gain: {', '.join(beaten_on_gain)}; " if beaten_on_gain
                           else "no peer has a higher mean gain; ")
-                       + (f"peers with a better held-out macro: {', '.join(beaten_on_macro)}."
-                          if beaten_on_macro else "no peer has a better held-out macro."))
+                       + (f"peers with a better mean held-out macro: {', '.join(beaten_on_macro)}."
+                          if beaten_on_macro else "no peer has a better mean held-out macro."))
+        out += overfitting(objective, [line for line in lines if line["objective"] == objective])
     return out + [""]
+
+
+PRINTED = 0.001  # a smaller change of a held-out macro does not show in the figures as printed (3 decimals)
+
+
+def overfitting(objective: str, lines: list[dict]) -> list[str]:
+    """Peers whose best trial held out got worse with more trials: the search split's pick at the
+    larger budget generalizes worse than the smaller budget's (the search split is overfitted)."""
+    budgets = sorted({line["budget"] for line in lines})
+    if len(budgets) < 2:
+        return []
+    small, large = budgets[0], budgets[-1]
+    macro = {(line["strategy"], line["budget"]): line["best_macro_heldout"]["mean"] for line in lines}
+    worse = [f"{peer} {macro[peer, small]:.3f} -> {macro[peer, large]:.3f}" for peer in dict.fromkeys(l["strategy"] for l in lines)
+             if (peer, large) in macro and (peer, small) in macro and macro[peer, large] - macro[peer, small] >= PRINTED]
+    if not worse:
+        return []
+    return [f"- {objective}: the best held-out macro got worse from {small} to {large} trials (the search split's "
+            f"pick generalizes worse) for {len(worse)} of {len(macro) // 2} peers: {'; '.join(worse)}."]
 
 
 def effort_lines(effort: dict) -> list[str]:

@@ -65,6 +65,23 @@ def test_design_figures_show_the_isometric_log_ratios_unbiased_and_the_report_ch
     assert "1.25 [1.10, 1.40] meets the 1.2x target" in text and "## Design figures" in text
 
 
+
+def test_the_report_names_peers_whose_held_out_best_got_worse_with_more_trials():
+    from search_report import overfitting
+
+    def line(strategy, budget, macro):
+        return {"objective": "pool", "strategy": strategy, "budget": budget,
+                "best_macro_heldout": {"mean": macro, "lo": macro, "hi": macro}}
+
+    lines = [line("random", 32, -0.30), line("random", 64, -0.26),        # worse held out at 64
+             line("default", 32, -0.30), line("default", 64, -0.3004),    # better
+             line("tpe", 32, -0.30), line("tpe", 64, -0.2996)]            # worse by less than is printed
+    assert overfitting("pool", lines) == [
+        "- pool: the best held-out macro got worse from 32 to 64 trials (the search split's pick "
+        "generalizes worse) for 1 of 3 peers: random -0.300 -> -0.260."]
+    assert overfitting("pool", [l for l in lines if l["strategy"] != "random"]) == []
+    assert overfitting("pool", [l for l in lines if l["budget"] == 32]) == []
+
 def test_a_real_pool_objective_scores_merges_once_and_keeps_the_held_out_split_apart(recycling_pool, monkeypatch):
     """bench/search.py's pool objectives (tiny pool, recycling pool) on the recycling pool at test scale:
     a short search of real merges through the same driver, each distinct merge scored once."""
