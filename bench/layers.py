@@ -1,4 +1,5 @@
-"""Weights per layer group vs one weight per checkpoint, judged held out (issue 20's target).
+"""Weights per layer group or per module class vs one weight per checkpoint, judged held out
+(issue 20's target).
 
 On the recycling pool (recycle.demo.recycling_pool: 16 generalist checkpoints and their
 base, 4-layer GPT-2s; python, prose and a multiple-choice objective; decimal left out),
@@ -11,6 +12,9 @@ probes; recycle.commands.runs.demo_spec) runs three ways per search seed:
   same weights in every group), so the grouped search starts where the global one does;
   68 weights exceed proposer.surrogate.MAX_WEIGHTS (32), so its asks are TPE's own
   favourites, not pre-screened (the global search's are).
+- with `--layout module_classes`, classes-128 instead: a weight vector per module class
+  (merge.weights per module_classes: embeddings with the head, attention, mlp, norms: 68
+  weights), 128 trials, the same way.
 Each run's merge (its own proposal with the best normalized macro on the search split) is
 judged as bench/science.py judges it (recycle.local.verdict: paired cluster bootstrap over
 held-out groups, Holm over the run's comparisons) against the best single, the uniform and
@@ -56,11 +60,14 @@ DEV_SEEDS = (0, (200, 201, 202))  # (pool seed, search seeds): see the docstring
 REPORT_SEEDS = (3, (210, 211, 212))
 
 
-def configs(groups: int, small: int, large: int) -> dict[str, tuple[int, WeightLayout]]:
-    """Run label -> (budget, layout): the global search at both budgets, the grouped one at the larger."""
-    layout = WeightLayout(per="layer_groups", groups=groups)
-    return {f"global-{small}": (small, WeightLayout()), f"global-{large}": (large, WeightLayout()),
-            f"groups{groups}-{large}": (large, layout)}
+def configs(per: str, groups: int, small: int, large: int) -> dict[str, tuple[int, WeightLayout]]:
+    """Run label -> (budget, layout): the global search at both budgets, the grouped one (`per`
+    layer_groups, `groups` of them, or module_classes) at the larger."""
+    if per == "module_classes":
+        label, layout = f"classes-{large}", WeightLayout(per="module_classes")
+    else:
+        label, layout = f"groups{groups}-{large}", WeightLayout(per="layer_groups", groups=groups)
+    return {f"global-{small}": (small, WeightLayout()), f"global-{large}": (large, WeightLayout()), label: (large, layout)}
 
 
 def pairs(labels: list[str]) -> list[tuple[str, str]]:
@@ -100,6 +107,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="one search seed, 24 and 32 trials (a smoke run)")
     parser.add_argument("--report", action="store_true", help="the report seeds (pool 3, searches 210-212)")
     parser.add_argument("--seeds", help="only these search seeds, comma separated")
+    parser.add_argument("--layout", choices=["layer_groups", "module_classes"], default="layer_groups",
+                        help="what the grouped run has a weight vector per")
     parser.add_argument("--out", type=Path, default=Path(".cache/bench-layers"))
     parser.add_argument("--write", type=Path, help="also write the figures as Markdown (docs/results/layers.md)")
     parser.add_argument("--from-lines", type=Path, help="write the Markdown from the JSON lines of an earlier run")
@@ -129,7 +138,7 @@ def main(argv=None) -> int:
     tools: dict[WeightLayout, tuple] = {}
     lines = []
     saved = args.out / "runs.jsonl"
-    runs = configs(groups, small, large)
+    runs = configs(args.layout, groups, small, large)
     # Seed by seed, its comparisons right after its runs: a run cut short has whole seeds.
     for seed in seeds:
         merges, scales = {}, {}
@@ -140,7 +149,8 @@ def main(argv=None) -> int:
                 tools[layout] = (MemoEvaluators(spec, "cpu"), HeldOutScorer(spec, "cpu"))
             line, merge, verdict = one_run(label, spec, pool_seed, seed, *tools[layout], args.out, resamples)
             merges[label], scales[label] = (merge, tools[layout][1]), verdict.normalization
-            emit(line, lines, saved)
+            # Every line names the grouped layout its seed's runs compare (the global runs too).
+            emit({"run": label, "layout": args.layout, **line}, lines, saved)
         compared = pairs(list(runs))
         tests = []
         for candidate, baseline in compared:
@@ -150,7 +160,7 @@ def main(argv=None) -> int:
             tests.append(macro_test(f"{candidate} vs {baseline} (seed {seed})", scorer_b.items(merge_b.result, tasks),
                                     scorer_c.items(merge_c.result, tasks), tasks, resamples))
         for (candidate, baseline), decision in zip(compared, decide(tests)):  # Holm over the seed's comparisons
-            emit({"comparison": f"{candidate} vs {baseline}", "search_seed": seed, "pool_seed": pool_seed,
+            emit({"comparison": f"{candidate} vs {baseline}", "layout": args.layout, "search_seed": seed, "pool_seed": pool_seed,
                   **interval(decision), "family_size": len(tests)}, lines, saved)
     if args.write:  # with the latest --merge-speed figures, when there are some
         speeds = args.out / "merge-speed.jsonl"
@@ -202,57 +212,69 @@ def emit(line: dict, lines: list, saved: Path) -> None:
         out.write(json.dumps(line) + "\n")
 
 
+# The grouped layouts a seed's three runs compare (lines from before --layout are layer groups).
+LAYOUTS = {"layer_groups": "a weight vector per layer group", "module_classes": "a weight vector per module class"}
+
+
 def write_markdown(path: Path, lines: list[dict], command: str) -> None:
     def cell(value) -> str:
         mark = " ✓" if value["lo"] > 0 else (" ✗" if value["hi"] < 0 else "")
         return f"{value['diff']:+.3f} [{value['lo']:+.3f}, {value['hi']:+.3f}]{mark}"
 
+    def layout(line: dict) -> str:
+        return line.get("layout", "layer_groups")
+
     speeds = [line for line in lines if "merge_speed" in line]
-    runs = [line for line in lines if "run" in line]
-    comparisons = [line for line in lines if "comparison" in line]
-    labels = list(dict.fromkeys(r["run"] for r in runs))
+    all_runs = [line for line in lines if "run" in line]
     kinds = {DEV_SEEDS[0]: "dev", REPORT_SEEDS[0]: "report"}
-    pools = sorted({r["pool_seed"] for r in runs}, key=lambda seed: kinds.get(seed) != "report")  # report first
     out = [
-        "# Layers: a weight vector per layer group vs one weight per checkpoint, held out", "",
+        "# Layers: a weight vector per layer group or per module class vs one weight per checkpoint, held out", "",
         f"Generated by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()} "
         "(shared with other sessions: timings are indicative).",
         f"Dev seeds: pool {DEV_SEEDS[0]}, searches {list(DEV_SEEDS[1])} (the benchmark was built and first run on them; "
         f"nothing tuned). Report seeds, measured once: pool {REPORT_SEEDS[0]}, searches {list(REPORT_SEEDS[1])}. What is "
-        "measured and why: the docstring of `bench/layers.py`.", "",
+        "measured and why: the docstring of `bench/layers.py`. Each layout's seeds ran their own global searches.", "",
         "Held-out normalized macro-average (lower is better; 1.0 = the spread of the single checkpoints on a task) of "
         "each run's merge, and its difference to each baseline (positive: the merge is better) with the interval of "
         "a paired bootstrap over held-out groups, Holm-corrected over the run's comparisons. ✓ above 0, ✗ below.", "",
     ]
-    for pool in pools:
-        whole = {c["search_seed"] for c in comparisons if c["pool_seed"] == pool}  # seeds whose three runs finished
-        out += [f"## Pool seed {pool} ({kinds.get(pool, 'other')} seeds): mean over the search seeds whose three runs "
-                f"finished ({sorted(whole)})", "",
-                "| run | trials | held-out macro (mean) | vs best single (mean) | vs uniform (mean) | vs greedy (mean) |",
-                "|---|---|---|---|---|---|"]
-        for label in labels:
-            mine = [r for r in runs if r["run"] == label and r["pool_seed"] == pool and r["search_seed"] in whole]
-            if not mine:
-                continue
-            mean = lambda key: sum(r[key]["diff"] for r in mine) / len(mine)  # noqa: E731
-            out.append(f"| {label} | {mine[0]['budget']} | {sum(r['held_out_macro'] for r in mine) / len(mine):.4f} | "
-                       f"{mean('vs_best_single'):+.3f} | {mean('vs_uniform'):+.3f} | {mean('vs_greedy'):+.3f} |")
+    for kind in dict.fromkeys(layout(line) for line in lines if "run" in line or "comparison" in line):
+        runs = [r for r in all_runs if layout(r) == kind]
+        comparisons = [c for c in lines if "comparison" in c and layout(c) == kind]
+        labels = list(dict.fromkeys(r["run"] for r in runs))
+        pools = sorted({r["pool_seed"] for r in runs}, key=lambda seed: kinds.get(seed) != "report")  # report first
+        out += [f"## {LAYOUTS[kind].capitalize()}", ""]
+        for pool in pools:
+            whole = {c["search_seed"] for c in comparisons if c["pool_seed"] == pool}  # seeds whose three runs finished
+            out += [f"### Pool seed {pool} ({kinds.get(pool, 'other')} seeds): mean over the search seeds whose three runs "
+                    f"finished ({sorted(whole)})", "",
+                    "| run | trials | held-out macro (mean) | vs best single (mean) | vs uniform (mean) | vs greedy (mean) |",
+                    "|---|---|---|---|---|---|"]
+            for label in labels:
+                mine = [r for r in runs if r["run"] == label and r["pool_seed"] == pool and r["search_seed"] in whole]
+                if not mine:
+                    continue
+                mean = lambda key: sum(r[key]["diff"] for r in mine) / len(mine)  # noqa: E731
+                out.append(f"| {label} | {mine[0]['budget']} | {sum(r['held_out_macro'] for r in mine) / len(mine):.4f} | "
+                           f"{mean('vs_best_single'):+.3f} | {mean('vs_uniform'):+.3f} | {mean('vs_greedy'):+.3f} |")
+            out.append("")
+        out += ["### Against the global merges, per search seed", "",
+                "Difference of held-out normalized macros (positive: the first is better), paired bootstrap over held-out "
+                "groups, Holm-corrected over the seed's comparisons (3 per seed); p is one-sided, for the first being "
+                "better (the verdict's test), so a worse first has p = 1.", "",
+                "| pool | seed | comparison | difference [interval] | p (Holm) |", "|---|---|---|---|---|"]
+        for pool in pools:
+            for c in (c for c in comparisons if c["pool_seed"] == pool):
+                out.append(f"| {pool} | {c['search_seed']} | {c['comparison']} | {cell(c)} | {c['p_holm']:.3f} |")
         out.append("")
-    out += ["## The grouped merge against the global ones, per search seed", "",
-            "Difference of held-out normalized macros (positive: the first is better), paired bootstrap over held-out "
-            "groups, Holm-corrected over the seed's comparisons (3 per seed); p is one-sided, for the first being "
-            "better (the verdict's test), so a worse first has p = 1.", "",
-            "| pool | seed | comparison | difference [interval] | p (Holm) |", "|---|---|---|---|---|"]
-    for pool in pools:
-        for c in (c for c in comparisons if c["pool_seed"] == pool):
-            out.append(f"| {pool} | {c['search_seed']} | {c['comparison']} | {cell(c)} | {c['p_holm']:.3f} |")
-    out += ["", "## Every run", "",
-            "| run | pool | seed | held-out macro | search macro | merge | group spread | vs best single | vs uniform | vs greedy | s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in runs:
-        out.append(f"| {r['run']} | {r['pool_seed']} | {r['search_seed']} | {r['held_out_macro']:.4f} | {r['search_macro']:.4f} | "
-                   f"{r['merge_source']} | {r['group_spread']:.3f} | {cell(r['vs_best_single'])} | {cell(r['vs_uniform'])} | "
-                   f"{cell(r['vs_greedy'])} | {r['seconds']:.0f} |")
+    out += ["## Every run", "",
+            "| layout | run | pool | seed | held-out macro | search macro | merge | group spread | vs best single | vs uniform "
+            "| vs greedy | s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in all_runs:
+        out.append(f"| {layout(r)} | {r['run']} | {r['pool_seed']} | {r['search_seed']} | {r['held_out_macro']:.4f} | "
+                   f"{r['search_macro']:.4f} | {r['merge_source']} | {r['group_spread']:.3f} | {cell(r['vs_best_single'])} | "
+                   f"{cell(r['vs_uniform'])} | {cell(r['vs_greedy'])} | {r['seconds']:.0f} |")
     out += ["", "Group spread: the largest distance of a group's weight from the merge's mean over groups (0: the same "
             "weights in every group, a whole-model merge)."]
     if speeds:

@@ -31,6 +31,7 @@ import numpy as np
 from proposer.pareto import dominates
 from proposer.strategies.base import Weights
 
+# None of these is tuned (bench/search.py runs no probes; they are sized by the geometry alone).
 # Probes on one line at most (the single, and the neighbour single on the simplex, are not
 # probes): on the simplex the first design point and two fitted ones.
 MAX_PROBES = 3
