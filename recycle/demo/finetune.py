@@ -158,7 +158,9 @@ def code_digest(*files: str) -> str:
 class BuildCache:
     """A folder whose build is reused while its key (recipe, seed, Python, code) is unchanged.
 
-    The marker is written last and atomically: a build that died half-way is redone.
+    The marker is written last and atomically: a build that died half-way is redone. One
+    process builds a folder at a time (a file lock): a second (another `recycle demo`, a
+    benchmark) waits, then reuses the build instead of deleting it half-way.
     """
 
     def __init__(self, folder: Path, key: dict):
@@ -170,6 +172,22 @@ class BuildCache:
         if self.marker.is_file() and (built := json.loads(self.marker.read_text())).get("key") == self.key:
             return built
         return None
+
+    @contextmanager
+    def locked(self, log: Callable[[str], object]):
+        import fcntl
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".build.lock", "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log(f"another process is building {self.folder}: waiting for it")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def start(self, subfolders: Iterable[str]) -> None:
         import shutil
@@ -193,16 +211,17 @@ def build_once(
 ) -> list[str]:
     """The pool's domains: from the finished build in `cache`, or from `build()` (-> domains,
     final training losses) run now with `threads` torch threads."""
-    if built := cache.finished():
-        return built["domains"]
-    started = time.perf_counter()
-    cache.start(["pool", "tasks"])
-    with quiet_and_threads(threads):
-        domains, losses = build()
-    seconds = round(time.perf_counter() - started, 1)
-    cache.finish({"domains": domains, "recipe": recipe, "seconds": seconds, "train_loss": losses})
-    log(f"{label} built in {seconds:.0f}s at {cache.folder}")
-    return domains
+    with cache.locked(log):
+        if built := cache.finished():
+            return built["domains"]
+        started = time.perf_counter()
+        cache.start(["pool", "tasks"])
+        with quiet_and_threads(threads):
+            domains, losses = build()
+        seconds = round(time.perf_counter() - started, 1)
+        cache.finish({"domains": domains, "recipe": recipe, "seconds": seconds, "train_loss": losses})
+        log(f"{label} built in {seconds:.0f}s at {cache.folder}")
+        return domains
 
 
 @contextmanager
