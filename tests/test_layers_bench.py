@@ -49,3 +49,30 @@ def test_merge_speed_times_each_layout_and_the_markdown_shows_it(tmp_path):
                             "--write", str(tmp_path / "speed.md")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "| 2 layer groups |" in (tmp_path / "speed.md").read_text()
+
+
+def test_module_class_runs_get_their_own_section_beside_the_layer_group_ones(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from bench.layers import configs, write_markdown
+
+    runs = configs("module_classes", 4, 64, 128)
+    assert list(runs) == ["global-64", "global-128", "classes-128"]
+    assert runs["classes-128"][1].per == "module_classes" and runs["classes-128"][1].n_groups == 4
+    assert list(configs("layer_groups", 4, 64, 128)) == ["global-64", "global-128", "groups4-128"]
+
+    interval = {"diff": 0.01, "lo": -0.02, "hi": 0.04}
+    def run(label, macro, layout=None):
+        line = {"run": label, "pool_seed": 3, "search_seed": 210, "budget": 128, "held_out_macro": macro,
+                "search_macro": 0.1, "merge_source": "tpe", "group_spread": 0.0, "seconds": 1.0,
+                **{k: interval for k in ("vs_best_single", "vs_uniform", "vs_greedy")}}
+        return line if layout is None else {**line, "layout": layout}  # lines from before --layout have none
+    comparison = {"search_seed": 210, "pool_seed": 3, **interval, "p_holm": 1.0, "family_size": 3}
+    lines = [run("global-128", -0.30), run("groups4-128", -0.29), {**comparison, "comparison": "groups4-128 vs global-128"},
+             run("global-128", -0.31, "module_classes"), run("classes-128", -0.28, "module_classes"),
+             {**comparison, "comparison": "classes-128 vs global-128", "layout": "module_classes"}]
+    write_markdown(tmp_path / "layers.md", lines, "python bench/layers.py")
+    text = (tmp_path / "layers.md").read_text()
+    groups, classes = text.index("## A weight vector per layer group"), text.index("## A weight vector per module class")
+    assert groups < classes < text.index("## Every run")
+    assert "| global-128 | 128 | -0.3000 |" in text[groups:classes] and "| global-128 | 128 | -0.3100 |" in text[classes:]
+    assert "classes-128 vs global-128" in text[classes:] and "classes-128" not in text[groups:classes]
