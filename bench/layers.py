@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench.machine import describe as machine  # noqa: E402
+from bench.machine import commit_of, describe as machine  # noqa: E402
 from bench.science import COMPARISONS, MemoEvaluators, _pool, interval, search_and_judge  # noqa: E402
 from contracts import WeightLayout  # noqa: E402
 from recycle.commands.runs import demo_spec  # noqa: E402
@@ -139,6 +139,7 @@ def main(argv=None) -> int:
     lines = []
     saved = args.out / "runs.jsonl"
     runs = configs(args.layout, groups, small, large)
+    commit = commit_of(Path(__file__).resolve().parents[1])  # what ran: later code may search differently
     # Seed by seed, its comparisons right after its runs: a run cut short has whole seeds.
     for seed in seeds:
         merges, scales = {}, {}
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
             line, merge, verdict = one_run(label, spec, pool_seed, seed, *tools[layout], args.out, resamples)
             merges[label], scales[label] = (merge, tools[layout][1]), verdict.normalization
             # Every line names the grouped layout its seed's runs compare (the global runs too).
-            emit({"run": label, "layout": args.layout, **line}, lines, saved)
+            emit({"run": label, "layout": args.layout, **line, "commit": commit}, lines, saved)
         compared = pairs(list(runs))
         tests = []
         for candidate, baseline in compared:
@@ -233,7 +234,10 @@ def write_markdown(path: Path, lines: list[dict], command: str) -> None:
         "(shared with other sessions: timings are indicative).",
         f"Dev seeds: pool {DEV_SEEDS[0]}, searches {list(DEV_SEEDS[1])} (the benchmark was built and first run on them; "
         f"nothing tuned). Report seeds, measured once: pool {REPORT_SEEDS[0]}, searches {list(REPORT_SEEDS[1])}. What is "
-        "measured and why: the docstring of `bench/layers.py`. Each layout's seeds ran their own global searches.", "",
+        "measured and why: the docstring of `bench/layers.py`. Each layout's seeds ran their own global searches, so a "
+        "seed's global runs differ between sections when the code changed in between (sections name their commit where "
+        "the runs recorded it; the layer-group report runs did not, they ran at c174120; 2715de2 then changed "
+        "multiple-choice log-probabilities within 2e-7, enough to send a search another way).", "",
         "Held-out normalized macro-average (lower is better; 1.0 = the spread of the single checkpoints on a task) of "
         "each run's merge, and its difference to each baseline (positive: the merge is better) with the interval of "
         "a paired bootstrap over held-out groups, Holm-corrected over the run's comparisons. ✓ above 0, ✗ below.", "",
@@ -243,7 +247,10 @@ def write_markdown(path: Path, lines: list[dict], command: str) -> None:
         comparisons = [c for c in lines if "comparison" in c and layout(c) == kind]
         labels = list(dict.fromkeys(r["run"] for r in runs))
         pools = sorted({r["pool_seed"] for r in runs}, key=lambda seed: kinds.get(seed) != "report")  # report first
+        commits = sorted({r["commit"] for r in runs if "commit" in r})
         out += [f"## {LAYOUTS[kind].capitalize()}", ""]
+        if commits:
+            out += [f"Runs from commit {', '.join(commits)}.", ""]
         for pool in pools:
             whole = {c["search_seed"] for c in comparisons if c["pool_seed"] == pool}  # seeds whose three runs finished
             out += [f"### Pool seed {pool} ({kinds.get(pool, 'other')} seeds): mean over the search seeds whose three runs "
