@@ -81,12 +81,13 @@ def overfitting(objective: str, lines: list[dict]) -> list[str]:
         return []
     small, large = budgets[0], budgets[-1]
     macro = {(line["strategy"], line["budget"]): line["best_macro_heldout"]["mean"] for line in lines}
-    worse = [f"{peer} {macro[peer, small]:.3f} -> {macro[peer, large]:.3f}" for peer in dict.fromkeys(l["strategy"] for l in lines)
-             if (peer, large) in macro and (peer, small) in macro and macro[peer, large] - macro[peer, small] >= PRINTED]
+    peers = [peer for peer in dict.fromkeys(line["strategy"] for line in lines) if {(peer, small), (peer, large)} <= set(macro)]
+    worse = [f"{peer} {macro[peer, small]:.3f} -> {macro[peer, large]:.3f}" for peer in peers
+             if macro[peer, large] - macro[peer, small] >= PRINTED]
     if not worse:
         return []
     return [f"- {objective}: the best held-out macro got worse from {small} to {large} trials (the search split's "
-            f"pick generalizes worse) for {len(worse)} of {len(macro) // 2} peers: {'; '.join(worse)}."]
+            f"pick generalizes worse) for {len(worse)} of {len(peers)} peers: {'; '.join(worse)}."]
 
 
 def effort_lines(effort: dict) -> list[str]:
