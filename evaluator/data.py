@@ -108,3 +108,15 @@ def lm_windows(
         input_ids[row, : len(window)] = torch.tensor(window)
         mask[row, : len(window)] = 1
     return input_ids, mask, groups
+
+
+def padded(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids right-padded with 0 into one tensor (at least one column), and the mask of the
+    real tokens. Right padding follows every real token: under a causal mask it changes none of
+    their logits."""
+    ids = torch.zeros(len(sequences), max(1, *(len(s) for s in sequences)), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, sequence in enumerate(sequences):
+        ids[i, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        mask[i, : len(sequence)] = 1
+    return ids, mask

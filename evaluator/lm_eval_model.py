@@ -14,6 +14,8 @@ import torch
 from lm_eval import utils as lm_eval_utils
 from lm_eval.api.model import LM
 
+from evaluator.data import padded
+
 Row = tuple[tuple[int, ...], int]  # tokens (context then continuation), continuation length
 
 
@@ -90,13 +92,7 @@ class ResidentLM(LM):
         device = self.model.device
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            width = max(1, *(len(rows[i][0]) - 1 for i in batch))
-            ids = torch.zeros(len(batch), width, dtype=torch.long)
-            attention = torch.zeros_like(ids)
-            for slot, i in enumerate(batch):
-                inputs = rows[i][0][:-1]
-                ids[slot, : len(inputs)] = torch.tensor(inputs)
-                attention[slot, : len(inputs)] = 1
+            ids, attention = padded([rows[i][0][:-1] for i in batch])
             logprobs = self.model(input_ids=ids.to(device), attention_mask=attention.to(device)).logits.float().log_softmax(-1)
             for slot, i in enumerate(batch):
                 tokens, count = rows[i]

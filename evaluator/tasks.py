@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from contracts import TaskSpec
-from evaluator.data import SPLITS, TaskDataError, lm_windows, read_jsonl, split_rows
+from evaluator.data import SPLITS, TaskDataError, lm_windows, padded, read_jsonl, split_rows
 
 log = logging.getLogger(__name__)
 # Warnings already given: every evaluator of a search builds its tasks, each would repeat them.
@@ -239,16 +239,6 @@ def common_prefix(sequences: list[list[int]]) -> int:
         if any(sequence[i] != sequences[0][i] for sequence in sequences[1:]):
             return i
     return n
-
-
-def padded(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids right-padded with 0 into one tensor, and the mask of the real tokens."""
-    ids = torch.zeros(len(sequences), max(len(s) for s in sequences), dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, sequence in enumerate(sequences):
-        ids[i, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-        mask[i, : len(sequence)] = 1
-    return ids, mask
 
 
 def lm_eval_task(spec: TaskSpec, tokenizer, max_positions: int) -> Task:
